@@ -1,0 +1,119 @@
+//! The Parsec server's actor system and domain rules.
+//!
+//! Layout:
+//! - [`session`]: one actor per websocket client (handshake, request queue,
+//!   events), and the dispatch from commands to domains;
+//! - [`organization`], [`user`], [`realm`], [`vlob`], [`block`], [`message`]:
+//!   domain actors owning their storage backend, with the rules of each command;
+//! - [`broker`]: fan-out of [`event`]s to connections;
+//! - [`admin`], [`anonymous`]: the administration REST API and the anonymous
+//!   HTTP route, as plain functions of the actors;
+//! - [`backend`]: storage traits, and the in-memory store;
+//! - [`blockstore`]: where block bytes live.
+//!
+//! Nothing here knows about HTTP servers or command lines: `parsec-server`
+//! starts the actors and routes requests to them.
+
+pub mod admin;
+pub mod anonymous;
+pub mod backend;
+pub mod block;
+pub mod blockstore;
+pub mod broker;
+pub mod client;
+pub mod event;
+pub mod message;
+pub mod organization;
+pub mod realm;
+pub mod session;
+pub mod user;
+pub mod vlob;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use backend::{Backends, Internal};
+
+/// Server settings the domain rules depend on.
+#[derive(Clone)]
+pub struct Settings {
+    /// Bearer token of the administration API.
+    pub administration_token: String,
+    /// Allow bootstrapping organizations that were never created (token `""`).
+    pub spontaneous_organization_bootstrap: bool,
+    /// Default `active_users_limit` of new organizations.
+    pub organization_initial_active_users_limit: Option<u64>,
+    /// Default `user_profile_outsider_allowed` of new organizations.
+    pub organization_initial_user_profile_outsider_allowed: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("administration_token", &"***")
+            .field("spontaneous_organization_bootstrap", &self.spontaneous_organization_bootstrap)
+            .field("organization_initial_active_users_limit", &self.organization_initial_active_users_limit)
+            .field(
+                "organization_initial_user_profile_outsider_allowed",
+                &self.organization_initial_user_profile_outsider_allowed,
+            )
+            .finish()
+    }
+}
+
+/// Addresses of the running actors, cloned into every connection.
+#[derive(Clone)]
+pub struct Actors {
+    pub organization: Addr<organization::OrganizationActor>,
+    pub user: Addr<user::UserActor>,
+    pub realm: Addr<realm::RealmActor>,
+    pub vlob: Addr<vlob::VlobActor>,
+    pub block: Addr<block::BlockActor>,
+    pub message: Addr<message::MessageActor>,
+    pub broker: Addr<broker::Broker>,
+    pub settings: Arc<Settings>,
+}
+
+impl Actors {
+    /// Starts every actor once, on the current arbiter (call from the actix
+    /// system, before the HTTP server's per-worker factories).
+    pub fn start(backends: Backends, settings: Settings) -> Self {
+        Self {
+            organization: organization::OrganizationActor::new(backends.organization.clone()).start(),
+            user: user::UserActor::new(backends.user.clone()).start(),
+            realm: realm::RealmActor::new(backends.realm.clone()).start(),
+            vlob: vlob::VlobActor::new(backends.vlob.clone()).start(),
+            block: block::BlockActor::new(backends.block.clone(), backends.blockstore.clone()).start(),
+            message: message::MessageActor::new(backends.message.clone()).start(),
+            broker: broker::Broker::default().start(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Publishes an event; never waits.
+    pub fn publish(&self, event: event::Event) {
+        self.broker.do_send(broker::Publish(event));
+    }
+}
+
+/// A mailbox failure is an internal error: the actor is gone or overloaded.
+impl From<MailboxError> for Internal {
+    fn from(e: MailboxError) -> Self {
+        Internal(anyhow::anyhow!("actor mailbox: {e}"))
+    }
+}
+
+/// Implements `Handler<$msg>` for a domain actor as a future over its backend.
+macro_rules! backend_handler {
+    ($actor:ty, $msg:ty, |$backend:ident, $m:ident| $body:expr) => {
+        impl actix::Handler<$msg> for $actor {
+            type Result = actix::ResponseFuture<<$msg as actix::Message>::Result>;
+            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
+                let $backend = self.backend.clone();
+                Box::pin(async move { $body })
+            }
+        }
+    };
+}
+pub(crate) use backend_handler;

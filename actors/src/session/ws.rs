@@ -1,0 +1,219 @@
+//! Websocket plumbing: the only module that touches `actix-web-actors`, so a
+//! move to `actix-ws` changes this file alone.
+//!
+//! Reassembles fragmented messages (continuation frames, with control frames
+//! allowed in between), bounds the size of a message, and turns everything
+//! else into an [`Incoming`] the session understands.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_http::error::PayloadError;
+use actix_http::ws::Item;
+use actix_web_actors::ws;
+use bytes::{Bytes, BytesMut};
+
+use super::ClientSession;
+use crate::Actors;
+
+/// Largest websocket frame, and largest reassembled message. A v2 message
+/// carries at most one 1 MiB `bin` (a block) plus a few fields; anything much
+/// larger is refused before it is buffered.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Upgrades an HTTP request on `/ws` into a session.
+pub fn start(req: &HttpRequest, payload: web::Payload, actors: Actors) -> Result<HttpResponse, actix_web::Error> {
+    let session = ClientSession::new(actors);
+    ws::WsResponseBuilder::new(session, req, FrameGuard::new(payload))
+        .frame_size(MAX_MESSAGE_SIZE)
+        .start()
+}
+
+/// Refuses a frame as soon as its header announces more than
+/// [`MAX_MESSAGE_SIZE`]. actix's codec checks the limit only once the whole
+/// frame is buffered, so a client announcing 2^62 bytes and trickling them
+/// would otherwise grow the buffer without bound.
+struct FrameGuard<S> {
+    inner: S,
+    /// Bytes of the frame header read so far.
+    header: Vec<u8>,
+    /// Payload bytes of the current frame still to come.
+    remaining: u64,
+    failed: bool,
+}
+
+impl<S> FrameGuard<S> {
+    fn new(inner: S) -> Self {
+        Self { inner, header: Vec::with_capacity(14), remaining: 0, failed: false }
+    }
+
+    /// `(header length, payload length)` once the header is complete enough to tell.
+    fn header_lengths(h: &[u8]) -> Option<(usize, u64)> {
+        let second = *h.get(1)?;
+        let mask_len = if second & 0x80 != 0 { 4 } else { 0 };
+        let (ext, len) = match second & 0x7f {
+            126 => (2, u16::from_be_bytes(h.get(2..4)?.try_into().ok()?) as u64),
+            127 => (8, u64::from_be_bytes(h.get(2..10)?.try_into().ok()?)),
+            n => (0, n as u64),
+        };
+        Some((2 + ext + mask_len, len))
+    }
+
+    /// Follows frame boundaries through `chunk`; `false` on an oversized frame.
+    fn scan(&mut self, chunk: &[u8]) -> bool {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.remaining > 0 {
+                let take = self.remaining.min((chunk.len() - i) as u64);
+                self.remaining -= take;
+                i += take as usize;
+                continue;
+            }
+            self.header.push(chunk[i]);
+            i += 1;
+            if let Some((header_len, payload_len)) = Self::header_lengths(&self.header) {
+                if payload_len > MAX_MESSAGE_SIZE as u64 {
+                    return false;
+                }
+                if self.header.len() == header_len {
+                    self.remaining = payload_len;
+                    self.header.clear();
+                }
+            }
+        }
+        true
+    }
+}
+
+impl<S> futures_util::Stream for FrameGuard<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if self.scan(&chunk) {
+                    Poll::Ready(Some(Ok(chunk)))
+                } else {
+                    self.failed = true;
+                    Poll::Ready(Some(Err(PayloadError::Overflow)))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// What one websocket item means to the session.
+pub(crate) enum Incoming {
+    /// A complete binary message.
+    Message(Bytes),
+    /// A complete text message (refused with `invalid_msg_format`).
+    Text,
+    Ping(Bytes),
+    Close(Option<ws::CloseReason>),
+    /// Framing violation: unmasked frame, bad opcode, RSV bits, oversized…
+    Violation(String),
+    /// Pong, nop, or a fragment of a message still being assembled.
+    Nothing,
+}
+
+/// Continuation-frame reassembly.
+#[derive(Default)]
+pub(crate) struct Assembler {
+    partial: Option<(BytesMut, bool)>,
+}
+
+impl Assembler {
+    pub(crate) fn push(&mut self, item: Result<ws::Message, ws::ProtocolError>) -> Incoming {
+        let msg = match item {
+            Ok(m) => m,
+            Err(e) => return Incoming::Violation(e.to_string()),
+        };
+        match msg {
+            ws::Message::Binary(b) if self.partial.is_none() => Incoming::Message(b),
+            ws::Message::Text(_) if self.partial.is_none() => Incoming::Text,
+            ws::Message::Binary(_) | ws::Message::Text(_) => {
+                Incoming::Violation("new message inside a fragmented one".into())
+            }
+            ws::Message::Ping(b) => Incoming::Ping(b),
+            ws::Message::Pong(_) | ws::Message::Nop => Incoming::Nothing,
+            ws::Message::Close(reason) => Incoming::Close(reason),
+            ws::Message::Continuation(item) => self.continuation(item),
+        }
+    }
+
+    fn continuation(&mut self, item: Item) -> Incoming {
+        let last = matches!(item, Item::Last(_));
+        match item {
+            Item::FirstBinary(_) | Item::FirstText(_) if self.partial.is_some() => {
+                Incoming::Violation("new message inside a fragmented one".into())
+            }
+            Item::FirstBinary(b) => {
+                self.partial = Some((BytesMut::from(&b[..]), false));
+                Incoming::Nothing
+            }
+            Item::FirstText(b) => {
+                self.partial = Some((BytesMut::from(&b[..]), true));
+                Incoming::Nothing
+            }
+            Item::Continue(b) | Item::Last(b) => {
+                let Some((buf, _)) = self.partial.as_mut() else {
+                    return Incoming::Violation("continuation frame without a first frame".into());
+                };
+                if buf.len() + b.len() > MAX_MESSAGE_SIZE {
+                    self.partial = None;
+                    return Incoming::Violation("fragmented message too large".into());
+                }
+                buf.extend_from_slice(&b);
+                if !last {
+                    return Incoming::Nothing;
+                }
+                match self.partial.take() {
+                    Some((buf, false)) => Incoming::Message(buf.freeze()),
+                    Some((_, true)) => Incoming::Text,
+                    None => Incoming::Nothing,
+                }
+            }
+        }
+    }
+}
+
+pub(crate) use ws::{CloseCode, CloseReason, Message, ProtocolError, WebsocketContext};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> FrameGuard<()> {
+        FrameGuard::new(())
+    }
+
+    #[test]
+    fn frame_guard_follows_frames_across_chunks() {
+        let mut g = guard();
+        // Masked binary frame of 3 bytes, split in odd places.
+        let frame = [0x82u8, 0x83, 1, 2, 3, 4, b'a', b'b', b'c'];
+        assert!(g.scan(&frame[..1]));
+        assert!(g.scan(&frame[1..5]));
+        assert!(g.scan(&frame[5..]));
+        assert_eq!((g.remaining, g.header.len()), (0, 0));
+        // 16-bit length.
+        assert!(g.scan(&[0x82, 0xfe, 0x01, 0x00, 0, 0, 0, 0]));
+        assert_eq!(g.remaining, 256);
+        assert!(g.scan(&[0u8; 256]));
+        // 64-bit absurd length: refused from the header alone.
+        let mut absurd = vec![0x82, 0xff];
+        absurd.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        assert!(!guard().scan(&absurd));
+        let mut big = vec![0x82, 0xff];
+        big.extend_from_slice(&((MAX_MESSAGE_SIZE as u64) + 1).to_be_bytes());
+        assert!(!guard().scan(&big));
+    }
+}

@@ -1,0 +1,317 @@
+//! Vlobs: the actor owning their storage, and the rules of `vlob_create`,
+//! `vlob_read`, `vlob_update`, `vlob_poll_changes`, `vlob_list_versions`,
+//! `vlob_maintenance_get_reencryption_batch` and
+//! `vlob_maintenance_save_reencryption_batch`.
+//!
+//! Accepts: [`CreateVlob`], [`ReadVlob`], [`UpdateVlob`], [`PollVlobChanges`],
+//! [`ListVlobVersions`], [`GetReencryptionBatch`], [`SaveReencryptionBatch`].
+//!
+//! The command functions check the timestamp ballpark, then the backend runs
+//! the realm, role and ordering checks and writes in one atomic step
+//! (commands.md §9.1). `realm.vlobs_updated` is published only once the
+//! write succeeded, with the checkpoint the write got.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parsec_protocol::cmds;
+use parsec_protocol::cmds::authenticated::{
+    ReencryptionBatchEntry, VlobCreate, VlobListVersions, VlobMaintenanceGetReencryptionBatch,
+    VlobMaintenanceSaveReencryptionBatch, VlobPollChanges, VlobRead, VlobUpdate,
+};
+use parsec_protocol::types::*;
+use parsec_protocol::value::{self, Value};
+
+use crate::backend::*;
+use crate::client::AuthenticatedClient;
+use crate::event::Event;
+use crate::realm::{realm_not_found, realm_not_in_maintenance};
+use crate::{Actors, backend_handler};
+
+/// Owns the vlob backend.
+pub struct VlobActor {
+    backend: Arc<dyn VlobBackend>,
+}
+
+impl VlobActor {
+    pub fn new(backend: Arc<dyn VlobBackend>) -> Self {
+        Self { backend }
+    }
+}
+
+impl Actor for VlobActor {
+    type Context = Context<Self>;
+}
+
+/// Writes version 1 of a vlob; answers the new checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<u64, VlobCreateError>")]
+pub struct CreateVlob {
+    pub org: OrganizationId,
+    pub author: DeviceId,
+    pub req: VlobCreate,
+}
+
+/// Reads one version of a vlob.
+#[derive(Message)]
+#[rtype(result = "Result<VlobVersionRead, VlobReadError>")]
+pub struct ReadVlob {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub req: VlobRead,
+}
+
+/// Writes the next version of a vlob; answers its realm and the new checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<(Uuid, u64), VlobUpdateError>")]
+pub struct UpdateVlob {
+    pub org: OrganizationId,
+    pub author: DeviceId,
+    pub req: VlobUpdate,
+}
+
+/// Vlobs changed in a realm after a checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<VlobChanges, VlobPollChangesError>")]
+pub struct PollVlobChanges {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub req: VlobPollChanges,
+}
+
+/// Every version of a vlob with its timestamp and author.
+#[derive(Message)]
+#[rtype(result = "Result<BTreeMap<u64, (DateTime, DeviceId)>, VlobListVersionsError>")]
+pub struct ListVlobVersions {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub vlob_id: Uuid,
+}
+
+/// Vlob versions still to re-encrypt.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ReencryptionBatchEntry>, VlobMaintenanceError>")]
+pub struct GetReencryptionBatch {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub req: VlobMaintenanceGetReencryptionBatch,
+}
+
+/// Stores re-encrypted vlob versions; answers (total, done).
+#[derive(Message)]
+#[rtype(result = "Result<(u64, u64), VlobMaintenanceError>")]
+pub struct SaveReencryptionBatch {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub req: VlobMaintenanceSaveReencryptionBatch,
+}
+
+backend_handler!(VlobActor, CreateVlob, |b, m| b.create(&m.org, &m.author, &m.req).await);
+backend_handler!(VlobActor, ReadVlob, |b, m| b.read(&m.org, &m.user, &m.req).await);
+backend_handler!(VlobActor, UpdateVlob, |b, m| b.update(&m.org, &m.author, &m.req).await);
+backend_handler!(VlobActor, PollVlobChanges, |b, m| {
+    b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint).await
+});
+backend_handler!(VlobActor, ListVlobVersions, |b, m| b.list_versions(&m.org, &m.user, m.vlob_id).await);
+backend_handler!(VlobActor, GetReencryptionBatch, |b, m| {
+    // The schema bounds `size` to 0..=1000.
+    let size = usize::try_from(m.req.size).unwrap_or(0);
+    b.maintenance_get_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, size).await
+});
+backend_handler!(VlobActor, SaveReencryptionBatch, |b, m| {
+    b.maintenance_save_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, &m.req.batch)
+        .await
+});
+
+/// ``"Vlob `<hex>` doesn't exist"``.
+fn vlob_not_found(vlob_id: Uuid) -> Value {
+    cmds::status_reason("not_found", format!("Vlob `{}` doesn't exist", vlob_id.simple()))
+}
+
+fn bare(status: &str) -> Value {
+    cmds::status(status, vec![])
+}
+
+/// The ballpark check of the two write commands (README §5.4).
+fn check_ballpark(timestamp: DateTime) -> Result<(), Value> {
+    let now = DateTime::now();
+    if timestamps_in_the_ballpark(timestamp, now) { Ok(()) } else { Err(cmds::bad_timestamp(now, timestamp)) }
+}
+
+/// `vlob_create` (commands.md §9.2).
+pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: VlobCreate) -> Result<Value, Internal> {
+    use VlobCreateError as E;
+    if let Err(rep) = check_ballpark(req.timestamp) {
+        return Ok(rep);
+    }
+    let (realm_id, vlob_id) = (req.realm_id, req.vlob_id);
+    let msg = CreateVlob { org: client.org.clone(), author: client.device_id.clone(), req };
+    Ok(match actors.vlob.send(msg).await? {
+        Ok(checkpoint) => {
+            actors.publish(Event::RealmVlobsUpdated {
+                org: client.org.clone(),
+                author: client.device_id.clone(),
+                realm_id,
+                checkpoint,
+                src_id: vlob_id,
+                src_version: 1,
+            });
+            cmds::ok(vec![])
+        }
+        // The reference does not tell a missing realm from a forbidden one here.
+        Err(E::RealmNotFound | E::NotAllowed) => bare("not_allowed"),
+        Err(E::InMaintenance) => bare("in_maintenance"),
+        Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
+        Err(E::RequireGreaterTimestamp(t)) => cmds::require_greater_timestamp(t),
+        // The reference's exception carries no text: `reason` is "".
+        Err(E::AlreadyExists) => cmds::status_reason("already_exists", ""),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+/// `vlob_read` (commands.md §9.3).
+pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: VlobRead) -> Result<Value, Internal> {
+    use VlobReadError as E;
+    let vlob_id = req.vlob_id;
+    let msg = ReadVlob { org: client.org.clone(), user: client.user_id.clone(), req };
+    Ok(match actors.vlob.send(msg).await? {
+        Ok(v) => cmds::ok(vec![
+            ("version", Value::from(v.version)),
+            ("blob", Value::Binary(v.blob)),
+            ("author", Value::from(v.author.as_str())),
+            ("timestamp", v.timestamp.to_value()),
+            ("author_last_role_granted_on", v.author_last_role_granted_on.map_or(Value::Nil, DateTime::to_value)),
+        ]),
+        // A vlob's realm always exists; the reference would crash on this one.
+        Err(E::VlobNotFound | E::RealmNotFound) => vlob_not_found(vlob_id),
+        Err(E::InMaintenance) => bare("in_maintenance"),
+        Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
+        Err(E::NotAllowed) => bare("not_allowed"),
+        Err(E::BadVersion) => bare("bad_version"),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+/// `vlob_update` (commands.md §9.4).
+pub async fn update(actors: &Actors, client: &AuthenticatedClient, req: VlobUpdate) -> Result<Value, Internal> {
+    use VlobUpdateError as E;
+    if let Err(rep) = check_ballpark(req.timestamp) {
+        return Ok(rep);
+    }
+    let (vlob_id, version) = (req.vlob_id, req.version);
+    let msg = UpdateVlob { org: client.org.clone(), author: client.device_id.clone(), req };
+    Ok(match actors.vlob.send(msg).await? {
+        Ok((realm_id, checkpoint)) => {
+            actors.publish(Event::RealmVlobsUpdated {
+                org: client.org.clone(),
+                author: client.device_id.clone(),
+                realm_id,
+                checkpoint,
+                src_id: vlob_id,
+                // Checked to be the latest version + 1, hence positive.
+                src_version: version.unsigned_abs(),
+            });
+            cmds::ok(vec![])
+        }
+        Err(E::VlobNotFound | E::RealmNotFound) => vlob_not_found(vlob_id),
+        Err(E::InMaintenance) => bare("in_maintenance"),
+        Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
+        Err(E::NotAllowed) => bare("not_allowed"),
+        Err(E::RequireGreaterTimestamp(t)) => cmds::require_greater_timestamp(t),
+        Err(E::BadVersion) => bare("bad_version"),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+/// `vlob_poll_changes` (commands.md §9.5). The `changes` map has UUID keys.
+pub async fn poll_changes(actors: &Actors, client: &AuthenticatedClient, req: VlobPollChanges) -> Result<Value, Internal> {
+    use VlobPollChangesError as E;
+    let realm_id = req.realm_id;
+    let msg = PollVlobChanges { org: client.org.clone(), user: client.user_id.clone(), req };
+    Ok(match actors.vlob.send(msg).await? {
+        Ok(c) => {
+            let changes = c.changes.into_iter().map(|(id, version)| (uuid_value(id), Value::from(version))).collect();
+            cmds::ok(vec![
+                ("changes", Value::Map(changes)),
+                ("current_checkpoint", Value::from(c.current_checkpoint)),
+            ])
+        }
+        Err(E::RealmNotFound) => realm_not_found(realm_id),
+        Err(E::InMaintenance) => bare("in_maintenance"),
+        Err(E::NotAllowed) => bare("not_allowed"),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+/// `vlob_list_versions` (commands.md §9.6). The `versions` map has integer keys.
+pub async fn list_versions(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobListVersions,
+) -> Result<Value, Internal> {
+    use VlobListVersionsError as E;
+    let msg = ListVlobVersions { org: client.org.clone(), user: client.user_id.clone(), vlob_id: req.vlob_id };
+    Ok(match actors.vlob.send(msg).await? {
+        Ok(versions) => {
+            let versions = versions.into_iter().map(|(version, (timestamp, author))| {
+                let entry = Value::Array(vec![timestamp.to_value(), Value::from(author.as_str())]);
+                (Value::from(version), entry)
+            });
+            cmds::ok(vec![("versions", Value::Map(versions.collect()))])
+        }
+        Err(E::VlobNotFound | E::RealmNotFound) => vlob_not_found(req.vlob_id),
+        Err(E::InMaintenance) => bare("in_maintenance"),
+        Err(E::NotAllowed) => bare("not_allowed"),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+fn maintenance_rep<T>(
+    realm_id: Uuid,
+    outcome: Result<T, VlobMaintenanceError>,
+    ok: impl FnOnce(T) -> Value,
+) -> Result<Value, Internal> {
+    use VlobMaintenanceError as E;
+    Ok(match outcome {
+        Ok(v) => ok(v),
+        Err(E::RealmNotFound) => realm_not_found(realm_id),
+        Err(E::NotInMaintenance) => realm_not_in_maintenance(realm_id),
+        Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
+        Err(E::NotAllowed) => bare("not_allowed"),
+        Err(E::Internal(e)) => return Err(e),
+    })
+}
+
+/// `vlob_maintenance_get_reencryption_batch` (commands.md §9.7).
+pub async fn maintenance_get_reencryption_batch(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobMaintenanceGetReencryptionBatch,
+) -> Result<Value, Internal> {
+    let realm_id = req.realm_id;
+    let msg = GetReencryptionBatch { org: client.org.clone(), user: client.user_id.clone(), req };
+    maintenance_rep(realm_id, actors.vlob.send(msg).await?, |batch| {
+        let entries = batch.into_iter().map(|e| {
+            value::map([
+                ("vlob_id", uuid_value(e.vlob_id)),
+                ("version", Value::from(e.version)),
+                ("blob", Value::Binary(e.blob)),
+            ])
+        });
+        cmds::ok(vec![("batch", Value::Array(entries.collect()))])
+    })
+}
+
+/// `vlob_maintenance_save_reencryption_batch` (commands.md §9.8). No event.
+pub async fn maintenance_save_reencryption_batch(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobMaintenanceSaveReencryptionBatch,
+) -> Result<Value, Internal> {
+    let realm_id = req.realm_id;
+    let msg = SaveReencryptionBatch { org: client.org.clone(), user: client.user_id.clone(), req };
+    maintenance_rep(realm_id, actors.vlob.send(msg).await?, |(total, done)| {
+        cmds::ok(vec![("total", Value::from(total)), ("done", Value::from(done))])
+    })
+}

@@ -1,0 +1,1 @@
+//! PostgreSQL schema (lands with the PostgreSQL issue).

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Runs every test of the project:
+#   1. the Rust tests of the whole workspace (`cargo test --workspace`);
+#   2. the interop suite (tests/interop/): the real parsec-cloud 2.10.0 client
+#      against a `parsec-server run --dev` built from this tree, started on a
+#      free port for the run and stopped at exit.
+#
+#   scripts/test.sh [pytest args for the interop suite, e.g. -k ping -x]
+#
+# Works from a fresh clone on a fresh Debian machine: as root it installs what
+# is missing (apt packages, the interop venv). A failing step does not stop
+# the later ones; the exit status is non-zero if any step failed. Lint
+# (clippy, rustfmt) is .ci/run's job.
+#
+#   CARGO_TARGET_DIR       build dir (default ~/.cache/parsec-target, shared
+#                          between clones so builds stay warm)
+#   PARSEC_INTEROP_VENV    venv of the interop suite (see scripts/interop-setup.sh)
+#   PARSEC_SERVER_BIN      server binary to test (default: the debug build)
+#   PARSEC_INTEROP_TIMEOUT_FACTOR  multiplies the interop suite's time limits
+#
+# Any failure (Rust tests included) makes the exit status non-zero, locally
+# as in CI (CI=true): nothing is skipped or tolerated.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parsec-target}"
+export PYTHONDONTWRITEBYTECODE=1
+# PARSEC_SERVER_BIN: run the interop suite against another build or server
+# accepting the same `run --dev -H -P --backend-addr` arguments.
+SERVER_BIN="${PARSEC_SERVER_BIN:-$CARGO_TARGET_DIR/debug/parsec-server}"
+ADMIN_TOKEN="s3cr3t" # what `run --dev` configures
+SERVER_START_TIMEOUT="${PARSEC_SERVER_START_TIMEOUT:-60}" # seconds
+INTEROP_RUN_TIMEOUT=900 # whole pytest run; each test also has its own limit
+
+section() { printf '\n==================== %s ====================\n' "$*"; }
+note() { printf '[test.sh] %s\n' "$*"; }
+
+FAILED=()
+fail_step() {
+  FAILED+=("$1")
+  note "FAILED: $1"
+}
+
+# ------------------------------------------------------------------ cleanup
+WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/parsec-test.XXXXXX")"
+SERVER_LOG="$WORKDIR/server.log"
+SERVER_PID=""
+
+print_server_log() {
+  if [ -s "$SERVER_LOG" ]; then
+    section "server log (last 80 lines of $SERVER_LOG)"
+    tail -n 80 "$SERVER_LOG"
+  fi
+}
+
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do # 5 s for a graceful stop, then SIGKILL
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+
+on_exit() {
+  local status=$?
+  if [ -n "$SERVER_PID" ]; then # interrupted while the server was running
+    stop_server
+    print_server_log
+  fi
+  rm -rf "$WORKDIR"
+  exit "$status"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ system packages
+# What the build and the tests need from the system, as "check package" pairs:
+# the check is a shell condition that holds when the thing is already there.
+# Only missing packages are installed (as root, with apt-get).
+REQUIRED_SYSTEM=(
+  "command -v cc"                       build-essential # C parts of crates and of the client's deps
+  "command -v pkg-config"               pkg-config      # openssl-sys finds OpenSSL with it
+  "pkg-config --exists openssl"         libssl-dev      # OpenSSL headers for openssl-sys
+  "command -v curl"                     curl            # waiting for the server to answer
+  "command -v python3"                  python3         # free-port.sh, the interop venv
+  "test -f /etc/ssl/certs/ca-certificates.crt" ca-certificates
+)
+
+section "system packages"
+missing=()
+for ((i = 0; i < ${#REQUIRED_SYSTEM[@]}; i += 2)); do
+  eval "${REQUIRED_SYSTEM[i]}" >/dev/null 2>&1 || missing+=("${REQUIRED_SYSTEM[i + 1]}")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  note "nothing to install"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  note "installing missing packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  note "WARNING: missing packages (${missing[*]}) and cannot install them (not root or no apt-get)"
+fi
+# (python3-venv and the Python headers are checked by scripts/interop-setup.sh.)
+for tool in cargo curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { note "ERROR: '$tool' not found"; exit 1; }
+done
+note "cargo: $(cargo --version); target dir: $CARGO_TARGET_DIR"
+
+# ------------------------------------------------------------------ rust tests
+section "rust tests: cargo test --workspace --no-fail-fast"
+# Output left untouched: cargo's `test result:` lines must stay visible.
+if ! cargo test --workspace --no-fail-fast; then
+  fail_step "cargo test --workspace"
+fi
+
+# ------------------------------------------------------------------ server build
+section "build: cargo build -p parsec-server"
+SERVER_OK=1
+if ! cargo build -p parsec-server; then
+  fail_step "cargo build -p parsec-server"
+  # A stale binary from an earlier build would test the wrong code.
+  [ -n "${PARSEC_SERVER_BIN:-}" ] || SERVER_OK=0
+fi
+if [ "$SERVER_OK" = 1 ] && [ ! -x "$SERVER_BIN" ]; then
+  fail_step "server binary not found at $SERVER_BIN"
+  SERVER_OK=0
+fi
+
+# ------------------------------------------------------------------ interop venv
+section "interop venv (scripts/interop-setup.sh)"
+VPY=""
+if VPY="$("$ROOT/scripts/interop-setup.sh" | tail -n 1)" && [ -x "$VPY" ]; then
+  note "python: $VPY"
+else
+  fail_step "scripts/interop-setup.sh"
+  VPY=""
+fi
+
+# ------------------------------------------------------------------ server
+# Starts `parsec-server run --dev` on a free port; waits until it answers.
+start_server() {
+  local port deadline status
+  port="$("$ROOT/scripts/free-port.sh")"
+  SERVER_ADDR="parsec://127.0.0.1:$port?no_ssl=true"
+  note "starting $SERVER_BIN run --dev on 127.0.0.1:$port (log: $SERVER_LOG)"
+  RUST_LOG="${RUST_LOG:-info}" "$SERVER_BIN" run --dev -H 127.0.0.1 -P "$port" \
+    --backend-addr "$SERVER_ADDR" >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  deadline=$((SECONDS + SERVER_START_TIMEOUT))
+  while :; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      wait "$SERVER_PID" && status=0 || status=$?
+      SERVER_PID=""
+      note "ERROR: the server exited (status $status) before answering"
+      return 1
+    fi
+    if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null; then
+      note "server ready at $SERVER_ADDR (pid $SERVER_PID)"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      note "ERROR: the server did not answer GET / within ${SERVER_START_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+section "interop tests (tests/interop, parsec-cloud 2.10.0 client)"
+if [ "$SERVER_OK" = 1 ] && [ -n "$VPY" ]; then
+  if start_server; then
+    set +e
+    (
+      cd "$ROOT/tests/interop"
+      PARSEC_INTEROP_ADDR="$SERVER_ADDR" PARSEC_INTEROP_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        timeout --kill-after=10 "$INTEROP_RUN_TIMEOUT" "$VPY" -m pytest "$@"
+    )
+    status=$?
+    set -e
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+      fail_step "interop tests (killed after ${INTEROP_RUN_TIMEOUT}s)"
+    elif [ "$status" -ne 0 ]; then
+      fail_step "interop tests (pytest exit status $status)"
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      fail_step "the server died during the interop tests"
+    fi
+    stop_server
+    [ "$status" -eq 0 ] || print_server_log
+  else
+    fail_step "server start"
+    stop_server
+    print_server_log
+  fi
+else
+  fail_step "interop tests (not run: no server binary or no venv)"
+fi
+
+# ------------------------------------------------------------------ summary
+section "summary"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  for step in "${FAILED[@]}"; do note "FAILED: $step"; done
+  exit 1
+fi
+note "all tests passed"

@@ -1,0 +1,6 @@
+//! The `parsec-server` binary's pieces, as a library so that integration
+//! tests can start the real HTTP server in-process on a free port.
+
+pub mod config;
+pub mod http;
+pub mod logging;

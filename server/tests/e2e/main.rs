@@ -1,0 +1,8 @@
+//! End-to-end tests: the real HTTP server in-process on a free port, driven
+//! over real TCP with a raw websocket client.
+
+mod admin;
+mod bootstrap;
+mod common;
+mod garbage;
+mod handshake;
