@@ -69,6 +69,8 @@ stop_server() {
 
 on_exit() {
   local status=$?
+  [ -z "${PG_DIR:-}" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
+  [ -z "${SMTP_PID:-}" ] || kill "$SMTP_PID" 2>/dev/null || true
   if [ -n "$SERVER_PID" ]; then # interrupted while the server was running
     stop_server
     print_server_log
@@ -91,6 +93,8 @@ REQUIRED_SYSTEM=(
   "command -v curl"                     curl            # waiting for the server to answer
   "command -v python3"                  python3         # free-port.sh, the interop venv
   "test -f /etc/ssl/certs/ca-certificates.crt" ca-certificates
+  "ls /usr/lib/postgresql/*/bin/initdb"  postgresql      # throwaway clusters for the PostgreSQL tests
+  "command -v psql"                     postgresql-client
 )
 
 section "system packages"
@@ -113,11 +117,24 @@ for tool in cargo curl python3; do
 done
 note "cargo: $(cargo --version); target dir: $CARGO_TARGET_DIR"
 
-# ------------------------------------------------------------------ rust tests
-section "rust tests: cargo test --workspace --no-fail-fast"
-# Output left untouched: cargo's `test result:` lines must stay visible.
-if ! cargo test --workspace --no-fail-fast; then
-  fail_step "cargo test --workspace"
+# ------------------------------------------------------------------ SMTP receiver
+# A real SMTP server for the e-mail tests (actors/tests/invite.rs): every
+# message lands in $PARSEC_TEST_SMTP_DIR. Under CI=true those tests fail
+# without it.
+section "SMTP receiver (scripts/smtp-sink.py)"
+SMTP_PORT="$("$ROOT/scripts/free-port.sh")"
+export PARSEC_TEST_SMTP_DIR="$WORKDIR/smtp"
+python3 "$ROOT/scripts/smtp-sink.py" "127.0.0.1:$SMTP_PORT" "$PARSEC_TEST_SMTP_DIR" >"$WORKDIR/smtp.log" 2>&1 &
+SMTP_PID=$!
+for _ in $(seq 50); do # 5 s to accept connections
+  (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+if (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null; then
+  export PARSEC_TEST_SMTP_ADDR="127.0.0.1:$SMTP_PORT"
+  note "SMTP receiver on $PARSEC_TEST_SMTP_ADDR, mails in $PARSEC_TEST_SMTP_DIR"
+else
+  fail_step "SMTP receiver did not start (see $WORKDIR/smtp.log)"
 fi
 
 # ------------------------------------------------------------------ server build
@@ -131,6 +148,38 @@ fi
 if [ "$SERVER_OK" = 1 ] && [ ! -x "$SERVER_BIN" ]; then
   fail_step "server binary not found at $SERVER_BIN"
   SERVER_OK=0
+fi
+
+# ------------------------------------------------------------------ rust tests (memory)
+section "rust tests, in-memory store: cargo test --workspace --no-fail-fast"
+# Output left untouched: cargo's `test result:` lines must stay visible.
+if ! cargo test --workspace --no-fail-fast; then
+  fail_step "cargo test --workspace (memory)"
+fi
+
+# ------------------------------------------------------------------ rust tests (PostgreSQL)
+# The same storage and end-to-end tests, on a throwaway PostgreSQL cluster:
+# each test clones the migrated `parsec_template` database.
+section "rust tests, PostgreSQL store: PARSEC_TEST_DB=postgresql cargo test"
+PG_DIR=""
+stop_pg() { [ -z "$PG_DIR" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"; PG_DIR=""; }
+if pg_env="$("$ROOT/scripts/pg-start.sh")"; then
+  eval "$pg_env"
+  PG_DIR="$PARSEC_TEST_PG_DIR"
+  note "PostgreSQL cluster at $PARSEC_TEST_PG_URL"
+  if [ "$SERVER_OK" = 1 ] \
+     && psql -q "$PARSEC_TEST_PG_URL/postgres" -c "CREATE DATABASE parsec_template" \
+     && "$SERVER_BIN" migrate --db "$PARSEC_TEST_PG_URL/parsec_template"; then
+    export PARSEC_TEST_PG_URL
+    if ! PARSEC_TEST_DB=postgresql cargo test --workspace --no-fail-fast; then
+      fail_step "cargo test --workspace (PostgreSQL)"
+    fi
+  else
+    fail_step "PostgreSQL template database (create + migrate)"
+  fi
+  stop_pg
+else
+  fail_step "throwaway PostgreSQL cluster (scripts/pg-start.sh)"
 fi
 
 # ------------------------------------------------------------------ interop venv

@@ -71,7 +71,11 @@ impl Errors {
         self.0.insert(field.to_string(), json!([msg]));
     }
     fn into_result(self) -> Result<(), JsonReply> {
-        if self.0.is_empty() { Ok(()) } else { Err(JsonReply::bad_data(Json::Object(self.0))) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(JsonReply::bad_data(Json::Object(self.0)))
+        }
     }
 }
 
@@ -138,7 +142,9 @@ pub async fn create(actors: &Actors, body: &[u8]) -> JsonReply {
     if let Err(r) = errors.into_result() {
         return r;
     }
-    let Some(id) = id else { return JsonReply::bad_data(json!("Invalid JSON")) };
+    let Some(id) = id else {
+        return JsonReply::bad_data(json!("Invalid JSON"));
+    };
     let settings = &actors.settings;
     let token = new_bootstrap_token();
     let msg = CreateOrganization {
@@ -167,7 +173,12 @@ pub async fn get(actors: &Actors, raw_id: &str) -> JsonReply {
         Ok(id) => id,
         Err(r) => return r,
     };
-    match actors.organization.send(GetOrganization(id)).await.map_err(Internal::from) {
+    match actors
+        .organization
+        .send(GetOrganization(id))
+        .await
+        .map_err(Internal::from)
+    {
         Ok(Ok(org)) => JsonReply::new(
             200,
             json!({
@@ -202,7 +213,12 @@ pub async fn patch(actors: &Actors, raw_id: &str, body: &[u8]) -> JsonReply {
         return r;
     }
     let expire = patch.is_expired == Some(true);
-    match actors.organization.send(UpdateOrganization { id: id.clone(), patch }).await.map_err(Internal::from) {
+    match actors
+        .organization
+        .send(UpdateOrganization { id: id.clone(), patch })
+        .await
+        .map_err(Internal::from)
+    {
         Ok(Ok(())) => {
             if expire {
                 actors.publish(Event::OrganizationExpired { org: id });
@@ -226,7 +242,12 @@ pub async fn stats(actors: &Actors, raw_id: &str, patch_body: Option<&[u8]>) -> 
     {
         return r;
     }
-    match actors.organization.send(GetOrganizationStats(id)).await.map_err(Internal::from) {
+    match actors
+        .organization
+        .send(GetOrganizationStats(id))
+        .await
+        .map_err(Internal::from)
+    {
         Ok(Ok(s)) => {
             let fields = organization::stats_fields(&s);
             let mut out = Map::new();
@@ -246,7 +267,11 @@ fn msgpack_to_json(v: &parsec_protocol::value::Value) -> Json {
     match v {
         Value::Nil => Json::Null,
         Value::Boolean(b) => Json::Bool(*b),
-        Value::Integer(i) => i.as_u64().map(Json::from).or_else(|| i.as_i64().map(Json::from)).unwrap_or(Json::Null),
+        Value::Integer(i) => i
+            .as_u64()
+            .map(Json::from)
+            .or_else(|| i.as_i64().map(Json::from))
+            .unwrap_or(Json::Null),
         Value::String(s) => Json::String(s.as_str().unwrap_or_default().to_string()),
         Value::Array(a) => Json::Array(a.iter().map(msgpack_to_json).collect()),
         Value::Map(m) => Json::Object(

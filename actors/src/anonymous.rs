@@ -21,14 +21,23 @@ pub struct MsgpackReply {
 
 impl MsgpackReply {
     fn not_found() -> Self {
-        Self { status: 404, body: value::pack(&Value::Map(vec![])) }
+        Self {
+            status: 404,
+            body: value::pack(&Value::Map(vec![])),
+        }
     }
     fn ok(v: &Value) -> Self {
-        Self { status: 200, body: value::pack(v) }
+        Self {
+            status: 200,
+            body: value::pack(v),
+        }
     }
     fn internal(e: Internal) -> Self {
         log::error!("anonymous route: {:#}", e.0);
-        Self { status: 500, body: b"Parsec server has crashed :'(".to_vec() }
+        Self {
+            status: 500,
+            body: b"Parsec server has crashed :'(".to_vec(),
+        }
     }
 }
 
@@ -42,7 +51,9 @@ async fn org_exists(actors: &Actors, id: &OrganizationId) -> Result<bool, Intern
 
 /// `GET /anonymous/<org>`: 200 `{}` if the organization exists.
 pub async fn get(actors: &Actors, raw_id: &str) -> MsgpackReply {
-    let Ok(id) = OrganizationId::parse(raw_id) else { return MsgpackReply::not_found() };
+    let Ok(id) = OrganizationId::parse(raw_id) else {
+        return MsgpackReply::not_found();
+    };
     match org_exists(actors, &id).await {
         Ok(true) => MsgpackReply::ok(&Value::Map(vec![])),
         Ok(false) => MsgpackReply::not_found(),
@@ -75,7 +86,9 @@ pub async fn post(actors: &Actors, raw_id: &str, body: &[u8]) -> MsgpackReply {
 }
 
 async fn post_inner(actors: &Actors, raw_id: &str, body: &[u8]) -> Result<MsgpackReply, Internal> {
-    let Ok(id) = OrganizationId::parse(raw_id) else { return Ok(MsgpackReply::not_found()) };
+    let Ok(id) = OrganizationId::parse(raw_id) else {
+        return Ok(MsgpackReply::not_found());
+    };
     let decoded = value::unpack_map(body);
     if !org_exists(actors, &id).await? {
         let is_bootstrap = decoded
@@ -109,12 +122,8 @@ async fn post_inner(actors: &Actors, raw_id: &str, body: &[u8]) -> Result<Msgpac
             };
             organization::bootstrap(actors, &id, req).await?
         }
-        // PKI enrollment lands with the Identity issue; until then the
-        // command is refused as the reference refuses unknown ones.
-        anonymous::AnyReq::PkiEnrollmentSubmit(_) | anonymous::AnyReq::PkiEnrollmentInfo(_) => {
-            log::warn!("org={id} cmd={cmd}: PKI enrollment is not implemented yet");
-            cmds::status("unknown_command", vec![])
-        }
+        anonymous::AnyReq::PkiEnrollmentSubmit(r) => crate::pki::submit(actors, &id, r).await?,
+        anonymous::AnyReq::PkiEnrollmentInfo(r) => crate::pki::info(actors, &id, r).await?,
     };
     log::info!(
         "anonymous org={id} cmd={cmd} status={} {}ms",

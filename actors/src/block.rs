@@ -60,7 +60,11 @@ impl Handler<CreateBlock> for BlockActor {
     type Result = ResponseFuture<Result<(), BlockCreateError>>;
     fn handle(&mut self, m: CreateBlock, _: &mut Self::Context) -> Self::Result {
         let (backend, store) = (self.backend.clone(), self.store.clone());
-        Box::pin(async move { backend.create(&m.org, &m.author, m.req, DateTime::now(), &*store).await })
+        Box::pin(async move {
+            backend
+                .create(&m.org, &m.author, m.req, DateTime::now(), &*store)
+                .await
+        })
     }
 }
 
@@ -72,7 +76,10 @@ impl Handler<ReadBlock> for BlockActor {
             backend.check_read(&m.org, &m.user, m.block_id).await?;
             // Outside any transaction, as the reference does: blocks are never
             // modified nor deleted once their metadata exists.
-            store.read(&m.org, m.block_id).await.map_err(BlockReadError::Store)
+            store
+                .read(&m.org, m.block_id)
+                .await
+                .map_err(BlockReadError::Store)
         })
     }
 }
@@ -82,10 +89,18 @@ fn bare(status: &str) -> Value {
 }
 
 /// `block_create` (commands.md §10.1). Every status comes without reason.
-pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: BlockCreate) -> Result<Value, Internal> {
+pub async fn create(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: BlockCreate,
+) -> Result<Value, Internal> {
     use BlockCreateError as E;
     let block_id = req.block_id;
-    let msg = CreateBlock { org: client.org.clone(), author: client.device_id.clone(), req };
+    let msg = CreateBlock {
+        org: client.org.clone(),
+        author: client.device_id.clone(),
+        req,
+    };
     Ok(match actors.block.send(msg).await? {
         Ok(()) => cmds::ok(vec![]),
         Err(E::RealmNotFound) => bare("not_found"),
@@ -93,7 +108,10 @@ pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: BlockCre
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::AlreadyExists) => bare("already_exists"),
         Err(E::Store(e)) => {
-            log::error!("{client} block={}: block store write failed: {e}", block_id.simple());
+            log::error!(
+                "{client} block={}: block store write failed: {e}",
+                block_id.simple()
+            );
             bare("timeout") // legacy name, reference block.py
         }
         Err(E::Internal(e)) => return Err(e),
@@ -101,16 +119,27 @@ pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: BlockCre
 }
 
 /// `block_read` (commands.md §10.2). Every error comes without reason.
-pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: BlockRead) -> Result<Value, Internal> {
+pub async fn read(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: BlockRead,
+) -> Result<Value, Internal> {
     use BlockReadError as E;
-    let msg = ReadBlock { org: client.org.clone(), user: client.user_id.clone(), block_id: req.block_id };
+    let msg = ReadBlock {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        block_id: req.block_id,
+    };
     Ok(match actors.block.send(msg).await? {
         Ok(block) => cmds::ok(vec![("block", Value::Binary(block.into()))]),
         Err(E::NotFound) => bare("not_found"),
         Err(E::InMaintenance) => bare("in_maintenance"),
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::Store(e)) => {
-            log::error!("{client} block={}: block store read failed: {e}", req.block_id.simple());
+            log::error!(
+                "{client} block={}: block store read failed: {e}",
+                req.block_id.simple()
+            );
             bare("timeout") // legacy name, reference block.py
         }
         Err(E::Internal(e)) => return Err(e),

@@ -40,7 +40,12 @@ pub trait BlockStore: Send + Sync {
     /// The bytes of a block.
     async fn read(&self, org: &OrganizationId, block_id: Uuid) -> Result<Bytes, BlockStoreError>;
     /// Stores a block; idempotent (see the module documentation).
-    async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError>;
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        block_id: Uuid,
+        block: Bytes,
+    ) -> Result<(), BlockStoreError>;
 }
 
 /// The `MOCKED` block store: a map, lost at exit.
@@ -60,10 +65,18 @@ impl MemoryBlockStore {
 #[async_trait]
 impl BlockStore for MemoryBlockStore {
     async fn read(&self, org: &OrganizationId, block_id: Uuid) -> Result<Bytes, BlockStoreError> {
-        self.lock().get(&(org.clone(), block_id)).cloned().ok_or(BlockStoreError::NotFound)
+        self.lock()
+            .get(&(org.clone(), block_id))
+            .cloned()
+            .ok_or(BlockStoreError::NotFound)
     }
 
-    async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        block_id: Uuid,
+        block: Bytes,
+    ) -> Result<(), BlockStoreError> {
         // Keep the first copy: a second create carries the same bytes.
         self.lock().entry((org.clone(), block_id)).or_insert(block);
         Ok(())
@@ -80,9 +93,21 @@ mod tests {
         let a = OrganizationId::parse("A").unwrap();
         let b = OrganizationId::parse("B").unwrap();
         let id = Uuid::new_v4();
-        store.create(&a, id, Bytes::from_static(b"one")).await.unwrap();
-        store.create(&a, id, Bytes::from_static(b"one")).await.unwrap();
-        assert_eq!(store.read(&a, id).await.unwrap(), Bytes::from_static(b"one"));
-        assert!(matches!(store.read(&b, id).await, Err(BlockStoreError::NotFound)));
+        store
+            .create(&a, id, Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        store
+            .create(&a, id, Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read(&a, id).await.unwrap(),
+            Bytes::from_static(b"one")
+        );
+        assert!(matches!(
+            store.read(&b, id).await,
+            Err(BlockStoreError::NotFound)
+        ));
     }
 }

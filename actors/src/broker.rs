@@ -6,6 +6,11 @@
 //! [`Subscribe`] (`events_subscribe`: start capturing events, with the
 //! connection's realm set), and [`Publish`].
 //!
+//! Invitations (see the section at the end): [`RegisterInvited`] /
+//! [`UnregisterInvited`] (claimer connections, closed when their invitation
+//! is deleted), [`ReadyClaimers`] (`invite_list`'s READY status) and
+//! [`WatchConduit`] (wake-ups of conduit waiters).
+//!
 //! It must never wait on a connection: delivery is `try_send` into the
 //! connection's bounded mailbox. A connection whose mailbox is full is too slow
 //! to keep up; it is told to close (through a flag it checks, since its
@@ -31,6 +36,9 @@ pub enum Push {
     Event(Value),
     /// Close the connection (revoked user, expired organization).
     Close,
+    /// The invitation of an invited connection was deleted: close it, once
+    /// the command it is running (if any) has been answered.
+    InvitationDeleted,
 }
 
 /// Identity of an authenticated connection, as the broker filters on it.
@@ -84,10 +92,18 @@ pub struct Subscribe {
 #[rtype(result = "()")]
 pub struct Publish(pub Event);
 
+/// Server shutdown: ask every registered connection to close cleanly.
+/// Returns how many were asked.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
+
 /// See the module documentation.
 #[derive(Default)]
 pub struct Broker {
     orgs: HashMap<OrganizationId, HashMap<u64, Conn>>,
+    /// Invited connections, claimer presence and conduit wake-ups.
+    invitations: Invitations,
 }
 
 /// Publishers use `do_send`, which does not wait on the mailbox's capacity:
@@ -113,6 +129,25 @@ impl Handler<Unregister> for Broker {
                 self.orgs.remove(&msg.org);
             }
         }
+    }
+}
+
+impl Handler<CloseAll> for Broker {
+    type Result = usize;
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        let mut asked = 0;
+        for conn in self.orgs.values().flat_map(|c| c.values()) {
+            // A connection whose mailbox is full is dropped by the shutdown timeout instead.
+            if conn.addr.try_send(Push::Close).is_ok() {
+                asked += 1;
+            }
+        }
+        for addr in self.invitations.claimers.values().flat_map(|c| c.values()) {
+            if addr.try_send(Push::Close).is_ok() {
+                asked += 1;
+            }
+        }
+        asked
     }
 }
 
@@ -162,7 +197,7 @@ fn action_for(conn: &mut Conn, event: &Event) -> Action {
         // The reference also leaks these to other organizations' admins; we
         // keep them inside the organization.
         Event::PkiEnrollmentUpdated { .. } => true,
-        Event::UserRevoked { .. } | Event::OrganizationExpired { .. } => false,
+        Event::UserRevoked { .. } | Event::OrganizationExpired { .. } | Event::InviteConduitUpdated { .. } => false,
     };
     if deliver { Action::Deliver } else { Action::Skip }
 }
@@ -170,6 +205,10 @@ fn action_for(conn: &mut Conn, event: &Event) -> Action {
 impl Handler<Publish> for Broker {
     type Result = ();
     fn handle(&mut self, Publish(event): Publish, _: &mut Self::Context) {
+        self.invitations.on_event(&event);
+        if matches!(event, Event::InviteConduitUpdated { .. }) {
+            return; // internal only: no connection receives it
+        }
         let Some(conns) = self.orgs.get_mut(event.org()) else { return };
         let wire = event.to_wire();
         let mut dropped = Vec::new();
@@ -196,5 +235,149 @@ impl Handler<Publish> for Broker {
         for id in dropped {
             conns.remove(&id);
         }
+    }
+}
+
+// ------------------------------------------------------------- invitations
+//
+// Everything here is fed by published events only (`invite.status_changed`,
+// `invite.conduit_updated`), never by the invite domain directly: once events
+// arrive from PostgreSQL's NOTIFY, claimer presence and wake-ups follow peers
+// connected to other server instances through the same path.
+
+/// Registers an invited (claimer) connection, so that deleting its
+/// invitation closes it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterInvited {
+    pub org: OrganizationId,
+    pub token: Uuid,
+    pub conn_id: u64,
+    pub addr: Recipient<Push>,
+}
+
+/// The invited connection ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterInvited {
+    pub org: OrganizationId,
+    pub token: Uuid,
+    pub conn_id: u64,
+}
+
+/// Subscribes to the wake-ups of one invitation's conduit. The receiver
+/// sees a new value after each `invite.conduit_updated` or
+/// `invite.status_changed` of that invitation published after this message
+/// was handled: subscribe, then write, then wait, and no peer action falls in
+/// between (README §0 item 9). Wake-ups are level-triggered: several events
+/// while the waiter is busy leave one pending change, hence one more look.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::watch::Receiver<u64>")]
+pub struct WatchConduit {
+    pub org: OrganizationId,
+    pub token: Uuid,
+}
+
+/// Tokens of the organization whose claimer is connected (`invite_list`
+/// shows them READY). Like the reference, this is per process and built from
+/// the READY / IDLE / DELETED events: it starts empty after a restart, and a
+/// claimer with two connections looks gone once one of them closes.
+#[derive(Message)]
+#[rtype(result = "HashSet<Uuid>")]
+pub struct ReadyClaimers {
+    pub org: OrganizationId,
+}
+
+type InvitationKey = (OrganizationId, Uuid);
+
+#[derive(Default)]
+struct Invitations {
+    /// Invited connections per invitation.
+    claimers: HashMap<InvitationKey, HashMap<u64, Recipient<Push>>>,
+    ready: HashMap<OrganizationId, HashSet<Uuid>>,
+    /// One channel per invitation someone waits on; the value is a counter.
+    wakeups: HashMap<InvitationKey, tokio::sync::watch::Sender<u64>>,
+}
+
+impl Invitations {
+    fn on_event(&mut self, event: &Event) {
+        let key = match event {
+            Event::InviteConduitUpdated { org, token } => (org.clone(), *token),
+            Event::InviteStatusChanged { org, token, status, .. } => {
+                let key = (org.clone(), *token);
+                if *status == InvitationStatus::Ready {
+                    self.ready.entry(org.clone()).or_default().insert(*token);
+                } else if let Some(ready) = self.ready.get_mut(org) {
+                    ready.remove(token);
+                    if ready.is_empty() {
+                        self.ready.remove(org);
+                    }
+                }
+                if *status == InvitationStatus::Deleted {
+                    // Each connection flushes its running command's answer
+                    // first (the last `invite_4_claimer_communicate`).
+                    for (conn_id, addr) in self.claimers.remove(&key).unwrap_or_default() {
+                        if addr.try_send(Push::InvitationDeleted).is_err() {
+                            log::warn!("conn={conn_id}: cannot tell an invited connection its invitation is deleted");
+                        }
+                    }
+                }
+                key
+            }
+            _ => return,
+        };
+        if let Some(tx) = self.wakeups.get(&key) {
+            if tx.receiver_count() == 0 {
+                self.wakeups.remove(&key);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+}
+
+impl Handler<RegisterInvited> for Broker {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterInvited, _: &mut Self::Context) {
+        let claimers = self.invitations.claimers.entry((msg.org, msg.token)).or_default();
+        claimers.insert(msg.conn_id, msg.addr);
+    }
+}
+
+impl Handler<UnregisterInvited> for Broker {
+    type Result = ();
+    fn handle(&mut self, msg: UnregisterInvited, _: &mut Self::Context) {
+        let key = (msg.org, msg.token);
+        if let Some(claimers) = self.invitations.claimers.get_mut(&key) {
+            claimers.remove(&msg.conn_id);
+            if claimers.is_empty() {
+                self.invitations.claimers.remove(&key);
+            }
+        }
+    }
+}
+
+impl Handler<WatchConduit> for Broker {
+    type Result = MessageResult<WatchConduit>;
+    fn handle(&mut self, msg: WatchConduit, _: &mut Self::Context) -> Self::Result {
+        let wakeups = &mut self.invitations.wakeups;
+        let key = (msg.org, msg.token);
+        if let Some(tx) = wakeups.get(&key) {
+            return MessageResult(tx.subscribe());
+        }
+        // A new channel: drop those nobody waits on any more (finished or
+        // abandoned exchanges), so the map stays as small as the number of
+        // exchanges in progress.
+        wakeups.retain(|_, tx| tx.receiver_count() > 0);
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        wakeups.insert(key, tx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<ReadyClaimers> for Broker {
+    type Result = MessageResult<ReadyClaimers>;
+    fn handle(&mut self, msg: ReadyClaimers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.invitations.ready.get(&msg.org).cloned().unwrap_or_default())
     }
 }

@@ -29,6 +29,9 @@ pub struct InvitedClient {
     pub org: OrganizationId,
     pub invitation_type: InvitationType,
     pub token: Uuid,
+    /// The invitation as it was at handshake: `invite_info` answers from it
+    /// and the READY / IDLE events name its greeter.
+    pub invitation: crate::backend::Invitation,
 }
 
 /// A legacy API v1 anonymous connection (bootstrap only).

@@ -2,7 +2,8 @@
 //!
 //! Events are published to the [`crate::broker::Broker`], which decides who
 //! receives them (the filters of events.md §3). Internal-only events (user
-//! revoked, organization expired) close connections instead of being queued.
+//! revoked, organization expired) close connections instead of being queued;
+//! `invite.conduit_updated` only wakes conduit waiters.
 
 use parsec_protocol::cmds;
 use parsec_protocol::types::*;
@@ -11,18 +12,66 @@ use parsec_protocol::value::Value;
 /// An event, with what the emitter knows (events.md §2).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Pinged { org: OrganizationId, author: DeviceId, ping: String },
-    MessageReceived { org: OrganizationId, recipient: UserId, index: u64 },
-    InviteStatusChanged { org: OrganizationId, greeter: UserId, token: Uuid, status: InvitationStatus },
-    RealmRolesUpdated { org: OrganizationId, realm_id: Uuid, user: UserId, role: Option<RealmRole> },
-    RealmVlobsUpdated { org: OrganizationId, author: DeviceId, realm_id: Uuid, checkpoint: u64, src_id: Uuid, src_version: u64 },
-    RealmMaintenanceStarted { org: OrganizationId, author: DeviceId, realm_id: Uuid, encryption_revision: u64 },
-    RealmMaintenanceFinished { org: OrganizationId, author: DeviceId, realm_id: Uuid, encryption_revision: u64 },
-    PkiEnrollmentUpdated { org: OrganizationId },
+    Pinged {
+        org: OrganizationId,
+        author: DeviceId,
+        ping: String,
+    },
+    MessageReceived {
+        org: OrganizationId,
+        recipient: UserId,
+        index: u64,
+    },
+    InviteStatusChanged {
+        org: OrganizationId,
+        greeter: UserId,
+        token: Uuid,
+        status: InvitationStatus,
+    },
+    RealmRolesUpdated {
+        org: OrganizationId,
+        realm_id: Uuid,
+        user: UserId,
+        role: Option<RealmRole>,
+    },
+    RealmVlobsUpdated {
+        org: OrganizationId,
+        author: DeviceId,
+        realm_id: Uuid,
+        checkpoint: u64,
+        src_id: Uuid,
+        src_version: u64,
+    },
+    RealmMaintenanceStarted {
+        org: OrganizationId,
+        author: DeviceId,
+        realm_id: Uuid,
+        encryption_revision: u64,
+    },
+    RealmMaintenanceFinished {
+        org: OrganizationId,
+        author: DeviceId,
+        realm_id: Uuid,
+        encryption_revision: u64,
+    },
+    PkiEnrollmentUpdated {
+        org: OrganizationId,
+    },
     /// Internal: closes every authenticated connection of the user.
-    UserRevoked { org: OrganizationId, user: UserId },
+    UserRevoked {
+        org: OrganizationId,
+        user: UserId,
+    },
     /// Internal: closes every authenticated connection of the organization.
-    OrganizationExpired { org: OrganizationId },
+    OrganizationExpired {
+        org: OrganizationId,
+    },
+    /// Internal: a conduit step wrote to this invitation; wakes the peers
+    /// waiting on it (commands.md §7).
+    InviteConduitUpdated {
+        org: OrganizationId,
+        token: Uuid,
+    },
 }
 
 impl Event {
@@ -37,7 +86,8 @@ impl Event {
             | Event::RealmMaintenanceFinished { org, .. }
             | Event::PkiEnrollmentUpdated { org }
             | Event::UserRevoked { org, .. }
-            | Event::OrganizationExpired { org } => org,
+            | Event::OrganizationExpired { org }
+            | Event::InviteConduitUpdated { org, .. } => org,
         }
     }
 
@@ -52,9 +102,18 @@ impl Event {
             ),
             Event::RealmRolesUpdated { realm_id, role, .. } => (
                 "realm.roles_updated",
-                vec![("realm_id", uuid_value(*realm_id)), ("role", role.map(RealmRole::to_value).unwrap_or(Value::Nil))],
+                vec![
+                    ("realm_id", uuid_value(*realm_id)),
+                    ("role", role.map(RealmRole::to_value).unwrap_or(Value::Nil)),
+                ],
             ),
-            Event::RealmVlobsUpdated { realm_id, checkpoint, src_id, src_version, .. } => (
+            Event::RealmVlobsUpdated {
+                realm_id,
+                checkpoint,
+                src_id,
+                src_version,
+                ..
+            } => (
                 "realm.vlobs_updated",
                 vec![
                     ("realm_id", uuid_value(*realm_id)),
@@ -63,16 +122,32 @@ impl Event {
                     ("src_version", Value::from(*src_version)),
                 ],
             ),
-            Event::RealmMaintenanceStarted { realm_id, encryption_revision, .. } => (
+            Event::RealmMaintenanceStarted {
+                realm_id,
+                encryption_revision,
+                ..
+            } => (
                 "realm.maintenance_started",
-                vec![("realm_id", uuid_value(*realm_id)), ("encryption_revision", Value::from(*encryption_revision))],
+                vec![
+                    ("realm_id", uuid_value(*realm_id)),
+                    ("encryption_revision", Value::from(*encryption_revision)),
+                ],
             ),
-            Event::RealmMaintenanceFinished { realm_id, encryption_revision, .. } => (
+            Event::RealmMaintenanceFinished {
+                realm_id,
+                encryption_revision,
+                ..
+            } => (
                 "realm.maintenance_finished",
-                vec![("realm_id", uuid_value(*realm_id)), ("encryption_revision", Value::from(*encryption_revision))],
+                vec![
+                    ("realm_id", uuid_value(*realm_id)),
+                    ("encryption_revision", Value::from(*encryption_revision)),
+                ],
             ),
             Event::PkiEnrollmentUpdated { .. } => ("pki_enrollment.updated", vec![]),
-            Event::UserRevoked { .. } | Event::OrganizationExpired { .. } => return None,
+            Event::UserRevoked { .. } | Event::OrganizationExpired { .. } | Event::InviteConduitUpdated { .. } => {
+                return None;
+            }
         };
         let mut all = vec![("event", Value::from(name))];
         all.extend(fields);

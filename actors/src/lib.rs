@@ -3,8 +3,11 @@
 //! Layout:
 //! - [`session`]: one actor per websocket client (handshake, request queue,
 //!   events), and the dispatch from commands to domains;
-//! - [`organization`], [`user`], [`realm`], [`vlob`], [`block`], [`message`]:
-//!   domain actors owning their storage backend, with the rules of each command;
+//! - [`organization`], [`user`], [`realm`], [`vlob`], [`block`], [`message`],
+//!   [`invite`], [`pki`]: domain actors owning their storage backend, with the
+//!   rules of each command;
+//! - [`permissions`]: the profile checks the reference makes before parsing;
+//! - [`email`]: invitation e-mails (MOCKED folder or SMTP);
 //! - [`broker`]: fan-out of [`event`]s to connections;
 //! - [`admin`], [`anonymous`]: the administration REST API and the anonymous
 //!   HTTP route, as plain functions of the actors;
@@ -21,9 +24,15 @@ pub mod block;
 pub mod blockstore;
 pub mod broker;
 pub mod client;
+pub mod email;
 pub mod event;
+pub mod event_record;
+pub mod health;
+pub mod invite;
 pub mod message;
 pub mod organization;
+pub mod permissions;
+pub mod pki;
 pub mod realm;
 pub mod session;
 pub mod user;
@@ -46,6 +55,10 @@ pub struct Settings {
     pub organization_initial_active_users_limit: Option<u64>,
     /// Default `user_profile_outsider_allowed` of new organizations.
     pub organization_initial_user_profile_outsider_allowed: bool,
+    /// Invitation e-mails (`--email-*`): sender, and MOCKED or SMTP.
+    pub email: email::EmailConfig,
+    /// `--backend-addr`, for the links of invitation e-mails.
+    pub backend_addr: email::BackendAddr,
 }
 
 impl std::fmt::Debug for Settings {
@@ -58,6 +71,8 @@ impl std::fmt::Debug for Settings {
                 "organization_initial_user_profile_outsider_allowed",
                 &self.organization_initial_user_profile_outsider_allowed,
             )
+            .field("email", &self.email)
+            .field("backend_addr", &self.backend_addr)
             .finish()
     }
 }
@@ -71,14 +86,47 @@ pub struct Actors {
     pub vlob: Addr<vlob::VlobActor>,
     pub block: Addr<block::BlockActor>,
     pub message: Addr<message::MessageActor>,
+    pub invite: Addr<invite::InviteActor>,
+    pub pki: Addr<pki::PkiActor>,
     pub broker: Addr<broker::Broker>,
+    /// Where published events go (see [`EventBus`]).
+    pub events: EventBus,
     pub settings: Arc<Settings>,
+}
+
+/// Where events go once a command has published them.
+#[derive(Clone)]
+pub enum EventBus {
+    /// Straight to this process's broker (in-memory store: one instance).
+    Local,
+    /// Through the database's event log, which every instance reads and
+    /// feeds to its own broker (this one included).
+    Postgres(Addr<backend::postgres::events::EventWriter>),
+}
+
+impl EventBus {
+    /// Publishes an event, for this process's `broker` or through the log;
+    /// never waits. Actors publishing from their own futures (the invite
+    /// actor) hold the bus and the broker to call this.
+    pub fn publish(&self, broker: &Addr<broker::Broker>, event: event::Event) {
+        match self {
+            EventBus::Local => broker.do_send(broker::Publish(event)),
+            EventBus::Postgres(writer) => writer.do_send(backend::postgres::events::Append(event)),
+        }
+    }
 }
 
 impl Actors {
     /// Starts every actor once, on the current arbiter (call from the actix
     /// system, before the HTTP server's per-worker factories).
     pub fn start(backends: Backends, settings: Settings) -> Self {
+        Self::start_with_events(backends, settings, EventBus::Local)
+    }
+
+    /// Like [`Actors::start`], with events going through `events`.
+    pub fn start_with_events(backends: Backends, settings: Settings, events: EventBus) -> Self {
+        // First: the invite actor publishes through it.
+        let broker = broker::Broker::default().start();
         Self {
             organization: organization::OrganizationActor::new(backends.organization.clone()).start(),
             user: user::UserActor::new(backends.user.clone()).start(),
@@ -86,14 +134,24 @@ impl Actors {
             vlob: vlob::VlobActor::new(backends.vlob.clone()).start(),
             block: block::BlockActor::new(backends.block.clone(), backends.blockstore.clone()).start(),
             message: message::MessageActor::new(backends.message.clone()).start(),
-            broker: broker::Broker::default().start(),
+            invite: invite::InviteActor::new(
+                backends.invite.clone(),
+                broker.clone(),
+                events.clone(),
+                &settings.email,
+                settings.backend_addr.clone(),
+            )
+            .start(),
+            pki: pki::PkiActor::new(backends.pki.clone()).start(),
+            broker,
+            events,
             settings: Arc::new(settings),
         }
     }
 
     /// Publishes an event; never waits.
     pub fn publish(&self, event: event::Event) {
-        self.broker.do_send(broker::Publish(event));
+        self.events.publish(&self.broker, event)
     }
 }
 

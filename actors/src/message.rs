@@ -43,14 +43,24 @@ pub struct GetMessages {
     pub offset: u64,
 }
 
-backend_handler!(MessageActor, GetMessages, |b, m| b.get(&m.org, &m.recipient, m.offset).await);
+backend_handler!(MessageActor, GetMessages, |b, m| b
+    .get(&m.org, &m.recipient, m.offset)
+    .await);
 
 /// `message_get` (commands.md §4.1): messages to the requesting user (any of
 /// its devices), skipping `offset`; `count` is each one's 1-based position.
-pub async fn get(actors: &Actors, client: &AuthenticatedClient, req: MessageGet) -> Result<Value, Internal> {
+pub async fn get(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: MessageGet,
+) -> Result<Value, Internal> {
     // The schema refuses negative offsets.
     let offset = req.offset.unsigned_abs();
-    let msg = GetMessages { org: client.org.clone(), recipient: client.user_id.clone(), offset };
+    let msg = GetMessages {
+        org: client.org.clone(),
+        recipient: client.user_id.clone(),
+        offset,
+    };
     let messages = actors.message.send(msg).await??;
     let messages = messages.into_iter().zip(offset + 1..).map(|(m, count)| {
         value::map([
@@ -60,5 +70,8 @@ pub async fn get(actors: &Actors, client: &AuthenticatedClient, req: MessageGet)
             ("body", Value::Binary(m.body)),
         ])
     });
-    Ok(cmds::ok(vec![("messages", Value::Array(messages.collect()))]))
+    Ok(cmds::ok(vec![(
+        "messages",
+        Value::Array(messages.collect()),
+    )]))
 }

@@ -67,6 +67,12 @@ pub struct BootstrapOrganization {
     pub data: BootstrapData,
 }
 
+/// Readiness probe of the organization store.
+#[derive(Message)]
+#[rtype(result = "Result<(), Internal>")]
+pub struct Ping;
+
+backend_handler!(OrganizationActor, Ping, |b, _m| b.ping().await);
 backend_handler!(OrganizationActor, CreateOrganization, |b, m| {
     b.create(&m.id, &m.bootstrap_token, m.active_users_limit, m.user_profile_outsider_allowed, DateTime::now())
         .await

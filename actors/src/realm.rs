@@ -22,11 +22,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use parsec_protocol::certif::{self, ExpectedAuthor, RealmRoleCertificate};
-use parsec_protocol::cmds::authenticated::{
-    RealmCreate, RealmFinishReencryptionMaintenance, RealmGetRoleCertificates, RealmStartReencryptionMaintenance,
-    RealmStats as RealmStatsReq, RealmStatus as RealmStatusReq, RealmUpdateRoles,
-};
 use parsec_protocol::cmds;
+use parsec_protocol::cmds::authenticated::{
+    RealmCreate, RealmFinishReencryptionMaintenance, RealmGetRoleCertificates,
+    RealmStartReencryptionMaintenance, RealmStats as RealmStatsReq, RealmStatus as RealmStatusReq,
+    RealmUpdateRoles,
+};
 use parsec_protocol::types::*;
 use parsec_protocol::value::Value;
 
@@ -123,29 +124,47 @@ pub struct GetRealmsForUser {
     pub user: UserId,
 }
 
-backend_handler!(RealmActor, CreateRealm, |b, m| b.create(&m.org, m.role).await);
-backend_handler!(RealmActor, GetRealmStatus, |b, m| b.get_status(&m.org, &m.user, m.realm_id).await);
-backend_handler!(RealmActor, GetRealmStats, |b, m| b.get_stats(&m.org, &m.user, m.realm_id).await);
+backend_handler!(RealmActor, CreateRealm, |b, m| b
+    .create(&m.org, m.role)
+    .await);
+backend_handler!(RealmActor, GetRealmStatus, |b, m| b
+    .get_status(&m.org, &m.user, m.realm_id)
+    .await);
+backend_handler!(RealmActor, GetRealmStats, |b, m| b
+    .get_stats(&m.org, &m.user, m.realm_id)
+    .await);
 backend_handler!(RealmActor, GetRealmRoleCertificates, |b, m| {
     b.get_role_certificates(&m.org, &m.user, m.realm_id).await
 });
-backend_handler!(RealmActor, UpdateRealmRoles, |b, m| b.update_roles(&m.org, m.role, m.recipient_message).await);
+backend_handler!(RealmActor, UpdateRealmRoles, |b, m| b
+    .update_roles(&m.org, m.role, m.recipient_message)
+    .await);
 backend_handler!(RealmActor, StartReencryptionMaintenance, |b, m| {
-    b.start_reencryption_maintenance(&m.org, &m.author, &m.req, m.now).await
+    b.start_reencryption_maintenance(&m.org, &m.author, &m.req, m.now)
+        .await
 });
 backend_handler!(RealmActor, FinishReencryptionMaintenance, |b, m| {
-    b.finish_reencryption_maintenance(&m.org, &m.author, m.realm_id, m.encryption_revision, m.now).await
+    b.finish_reencryption_maintenance(&m.org, &m.author, m.realm_id, m.encryption_revision, m.now)
+        .await
 });
-backend_handler!(RealmActor, GetRealmsForUser, |b, m| b.get_realms_for_user(&m.org, &m.user).await);
+backend_handler!(RealmActor, GetRealmsForUser, |b, m| b
+    .get_realms_for_user(&m.org, &m.user)
+    .await);
 
 /// ``"Realm `<hex>` doesn't exist"``: the reference prints ids as bare hex.
 pub(crate) fn realm_not_found(realm_id: Uuid) -> Value {
-    cmds::status_reason("not_found", format!("Realm `{}` doesn't exist", realm_id.simple()))
+    cmds::status_reason(
+        "not_found",
+        format!("Realm `{}` doesn't exist", realm_id.simple()),
+    )
 }
 
 /// ``"Realm `<hex>` not under maintenance"``.
 pub(crate) fn realm_not_in_maintenance(realm_id: Uuid) -> Value {
-    cmds::status_reason("not_in_maintenance", format!("Realm `{}` not under maintenance", realm_id.simple()))
+    cmds::status_reason(
+        "not_in_maintenance",
+        format!("Realm `{}` not under maintenance", realm_id.simple()),
+    )
 }
 
 fn bare(status: &str) -> Value {
@@ -154,7 +173,10 @@ fn bare(status: &str) -> Value {
 
 /// Verifies a role certificate signed by the requesting device, then its
 /// timestamp: the first two checks of `realm_create` and `realm_update_roles`.
-fn load_role_certificate(client: &AuthenticatedClient, raw: &[u8]) -> Result<RealmRoleCertificate, Value> {
+fn load_role_certificate(
+    client: &AuthenticatedClient,
+    raw: &[u8],
+) -> Result<RealmRoleCertificate, Value> {
     let expected = ExpectedAuthor::Device(&client.device_id);
     let cert: RealmRoleCertificate = certif::verify_and_load(raw, &client.verify_key, expected)
         .map_err(|e| cmds::invalid_certification(e.reason()))?;
@@ -165,7 +187,11 @@ fn load_role_certificate(client: &AuthenticatedClient, raw: &[u8]) -> Result<Rea
     Ok(cert)
 }
 
-fn granted_role(client: &AuthenticatedClient, cert: RealmRoleCertificate, raw: Vec<u8>) -> RealmGrantedRole {
+fn granted_role(
+    client: &AuthenticatedClient,
+    cert: RealmRoleCertificate,
+    raw: Vec<u8>,
+) -> RealmGrantedRole {
     RealmGrantedRole {
         realm_id: cert.realm_id,
         user_id: cert.user_id,
@@ -179,32 +205,51 @@ fn granted_role(client: &AuthenticatedClient, cert: RealmRoleCertificate, raw: V
 
 /// `realm_create` (commands.md §8.1). Any profile, OUTSIDER included: every
 /// user needs a realm for its user manifest.
-pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: RealmCreate) -> Result<Value, Internal> {
+pub async fn create(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: RealmCreate,
+) -> Result<Value, Internal> {
     let cert = match load_role_certificate(client, &req.role_certificate) {
         Ok(cert) => cert,
         Err(rep) => return Ok(rep),
     };
     if cert.user_id != client.user_id {
-        return Ok(cmds::status_reason("invalid_data", "Initial realm role certificate must be self-signed."));
+        return Ok(cmds::status_reason(
+            "invalid_data",
+            "Initial realm role certificate must be self-signed.",
+        ));
     }
     if cert.role != Some(RealmRole::Owner) {
-        return Ok(cmds::status_reason("invalid_data", "Initial realm role certificate must set OWNER role."));
+        return Ok(cmds::status_reason(
+            "invalid_data",
+            "Initial realm role certificate must set OWNER role.",
+        ));
     }
     let role = granted_role(client, cert, req.role_certificate);
     let realm_id = role.realm_id;
-    Ok(match actors.realm.send(CreateRealm { org: client.org.clone(), role }).await? {
-        Ok(()) => {
-            actors.publish(Event::RealmRolesUpdated {
+    Ok(
+        match actors
+            .realm
+            .send(CreateRealm {
                 org: client.org.clone(),
-                realm_id,
-                user: client.user_id.clone(),
-                role: Some(RealmRole::Owner),
-            });
-            cmds::ok(vec![])
-        }
-        Err(RealmCreateError::AlreadyExists) => bare("already_exists"),
-        Err(RealmCreateError::Internal(e)) => return Err(e),
-    })
+                role,
+            })
+            .await?
+        {
+            Ok(()) => {
+                actors.publish(Event::RealmRolesUpdated {
+                    org: client.org.clone(),
+                    realm_id,
+                    user: client.user_id.clone(),
+                    role: Some(RealmRole::Owner),
+                });
+                cmds::ok(vec![])
+            }
+            Err(RealmCreateError::AlreadyExists) => bare("already_exists"),
+            Err(RealmCreateError::Internal(e)) => return Err(e),
+        },
+    )
 }
 
 /// Maps the outcome of a realm read to its reply.
@@ -222,25 +267,53 @@ fn realm_read_rep<T>(
 }
 
 /// `realm_status` (commands.md §8.2).
-pub async fn status(actors: &Actors, client: &AuthenticatedClient, req: RealmStatusReq) -> Result<Value, Internal> {
-    let msg = GetRealmStatus { org: client.org.clone(), user: client.user_id.clone(), realm_id: req.realm_id };
+pub async fn status(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: RealmStatusReq,
+) -> Result<Value, Internal> {
+    let msg = GetRealmStatus {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        realm_id: req.realm_id,
+    };
     realm_read_rep(req.realm_id, actors.realm.send(msg).await?, |s| {
         let m = s.maintenance.as_ref();
         cmds::ok(vec![
             ("in_maintenance", Value::Boolean(m.is_some())),
-            ("maintenance_type", m.map_or(Value::Nil, |m| m.kind.to_value())),
-            ("maintenance_started_on", m.map_or(Value::Nil, |m| m.started_on.to_value())),
-            ("maintenance_started_by", m.map_or(Value::Nil, |m| Value::from(m.started_by.as_str()))),
+            (
+                "maintenance_type",
+                m.map_or(Value::Nil, |m| m.kind.to_value()),
+            ),
+            (
+                "maintenance_started_on",
+                m.map_or(Value::Nil, |m| m.started_on.to_value()),
+            ),
+            (
+                "maintenance_started_by",
+                m.map_or(Value::Nil, |m| Value::from(m.started_by.as_str())),
+            ),
             ("encryption_revision", Value::from(s.encryption_revision)),
         ])
     })
 }
 
 /// `realm_stats` (commands.md §8.3).
-pub async fn stats(actors: &Actors, client: &AuthenticatedClient, req: RealmStatsReq) -> Result<Value, Internal> {
-    let msg = GetRealmStats { org: client.org.clone(), user: client.user_id.clone(), realm_id: req.realm_id };
+pub async fn stats(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: RealmStatsReq,
+) -> Result<Value, Internal> {
+    let msg = GetRealmStats {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        realm_id: req.realm_id,
+    };
     realm_read_rep(req.realm_id, actors.realm.send(msg).await?, |s| {
-        cmds::ok(vec![("blocks_size", Value::from(s.blocks_size)), ("vlobs_size", Value::from(s.vlobs_size))])
+        cmds::ok(vec![
+            ("blocks_size", Value::from(s.blocks_size)),
+            ("vlobs_size", Value::from(s.vlobs_size)),
+        ])
     })
 }
 
@@ -250,9 +323,16 @@ pub async fn get_role_certificates(
     client: &AuthenticatedClient,
     req: RealmGetRoleCertificates,
 ) -> Result<Value, Internal> {
-    let msg = GetRealmRoleCertificates { org: client.org.clone(), user: client.user_id.clone(), realm_id: req.realm_id };
+    let msg = GetRealmRoleCertificates {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        realm_id: req.realm_id,
+    };
     realm_read_rep(req.realm_id, actors.realm.send(msg).await?, |certs| {
-        cmds::ok(vec![("certificates", Value::Array(certs.into_iter().map(Value::Binary).collect()))])
+        cmds::ok(vec![(
+            "certificates",
+            Value::Array(certs.into_iter().map(Value::Binary).collect()),
+        )])
     })
 }
 
@@ -266,31 +346,53 @@ pub async fn update_roles(
     // The reference checks this before even parsing the request. A profile
     // never changes, so the handshake's is authoritative.
     if client.profile == UserProfile::Outsider {
-        return Ok(cmds::status_reason("not_allowed", "Outsider user cannot share realm"));
+        return Ok(cmds::status_reason(
+            "not_allowed",
+            "Outsider user cannot share realm",
+        ));
     }
     let cert = match load_role_certificate(client, &req.role_certificate) {
         Ok(cert) => cert,
         Err(rep) => return Ok(rep),
     };
     if cert.user_id == client.user_id {
-        return Ok(cmds::status_reason("invalid_data", "Realm role certificate cannot be self-signed."));
+        return Ok(cmds::status_reason(
+            "invalid_data",
+            "Realm role certificate cannot be self-signed.",
+        ));
     }
     let role = granted_role(client, cert, req.role_certificate);
     let (realm_id, target, new_role) = (role.realm_id, role.user_id.clone(), role.role);
-    let msg = UpdateRealmRoles { org: client.org.clone(), role, recipient_message: req.recipient_message };
+    let msg = UpdateRealmRoles {
+        org: client.org.clone(),
+        role,
+        recipient_message: req.recipient_message,
+    };
     Ok(match actors.realm.send(msg).await? {
         Ok(message) => {
             let org = client.org.clone();
-            actors.publish(Event::RealmRolesUpdated { org: org.clone(), realm_id, user: target, role: new_role });
+            actors.publish(Event::RealmRolesUpdated {
+                org: org.clone(),
+                realm_id,
+                user: target,
+                role: new_role,
+            });
             if let Some(m) = message {
-                actors.publish(Event::MessageReceived { org, recipient: m.recipient, index: m.index });
+                actors.publish(Event::MessageReceived {
+                    org,
+                    recipient: m.recipient,
+                    index: m.index,
+                });
             }
             cmds::ok(vec![])
         }
-        Err(E::UserNotFound) => cmds::status_reason("not_found", format!("User `{target}` doesn't exist")),
-        Err(E::IncompatibleProfile) => {
-            cmds::status_reason("incompatible_profile", "User with OUTSIDER profile cannot be MANAGER or OWNER")
+        Err(E::UserNotFound) => {
+            cmds::status_reason("not_found", format!("User `{target}` doesn't exist"))
         }
+        Err(E::IncompatibleProfile) => cmds::status_reason(
+            "incompatible_profile",
+            "User with OUTSIDER profile cannot be MANAGER or OWNER",
+        ),
         Err(E::UserRevoked) => bare("user_revoked"),
         Err(E::RealmNotFound) => realm_not_found(realm_id),
         Err(E::InMaintenance) => bare("in_maintenance"),
@@ -313,7 +415,12 @@ pub async fn start_reencryption_maintenance(
         return Ok(cmds::bad_timestamp(now, req.timestamp));
     }
     let (realm_id, revision) = (req.realm_id, req.encryption_revision);
-    let msg = StartReencryptionMaintenance { org: client.org.clone(), author: client.device_id.clone(), req, now };
+    let msg = StartReencryptionMaintenance {
+        org: client.org.clone(),
+        author: client.device_id.clone(),
+        req,
+        now,
+    };
     Ok(match actors.realm.send(msg).await? {
         Ok(messages) => {
             let org = client.org.clone();
@@ -325,7 +432,11 @@ pub async fn start_reencryption_maintenance(
                 encryption_revision: revision.unsigned_abs(),
             });
             for m in messages {
-                actors.publish(Event::MessageReceived { org: org.clone(), recipient: m.recipient, index: m.index });
+                actors.publish(Event::MessageReceived {
+                    org: org.clone(),
+                    recipient: m.recipient,
+                    index: m.index,
+                });
             }
             cmds::ok(vec![])
         }
@@ -333,9 +444,10 @@ pub async fn start_reencryption_maintenance(
         Err(E::InMaintenance) => bare("in_maintenance"),
         Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
         Err(E::NotAllowed) => bare("not_allowed"),
-        Err(E::ParticipantsMismatch) => {
-            cmds::status_reason("participants_mismatch", "Realm participants and message recipients mismatch")
-        }
+        Err(E::ParticipantsMismatch) => cmds::status_reason(
+            "participants_mismatch",
+            "Realm participants and message recipients mismatch",
+        ),
         Err(E::Internal(e)) => return Err(e),
     })
 }
@@ -368,13 +480,24 @@ pub async fn finish_reencryption_maintenance(
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::NotInMaintenance) => realm_not_in_maintenance(req.realm_id),
         Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
-        Err(E::ReencryptionNotOver) => cmds::status_reason("maintenance_error", "Reencryption operations are not over"),
+        Err(E::ReencryptionNotOver) => {
+            cmds::status_reason("maintenance_error", "Reencryption operations are not over")
+        }
         Err(E::Internal(e)) => return Err(e),
     })
 }
 
 /// The realms whose events a subscribing connection receives: those where
 /// the user's current role is not nil (events.md §3).
-pub async fn realms_for_user(actors: &Actors, client: &AuthenticatedClient) -> Result<HashSet<Uuid>, Internal> {
-    actors.realm.send(GetRealmsForUser { org: client.org.clone(), user: client.user_id.clone() }).await?
+pub async fn realms_for_user(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+) -> Result<HashSet<Uuid>, Internal> {
+    actors
+        .realm
+        .send(GetRealmsForUser {
+            org: client.org.clone(),
+            user: client.user_id.clone(),
+        })
+        .await?
 }

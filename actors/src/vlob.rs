@@ -107,26 +107,51 @@ pub struct SaveReencryptionBatch {
     pub req: VlobMaintenanceSaveReencryptionBatch,
 }
 
-backend_handler!(VlobActor, CreateVlob, |b, m| b.create(&m.org, &m.author, &m.req).await);
-backend_handler!(VlobActor, ReadVlob, |b, m| b.read(&m.org, &m.user, &m.req).await);
-backend_handler!(VlobActor, UpdateVlob, |b, m| b.update(&m.org, &m.author, &m.req).await);
+backend_handler!(VlobActor, CreateVlob, |b, m| b
+    .create(&m.org, &m.author, &m.req)
+    .await);
+backend_handler!(VlobActor, ReadVlob, |b, m| b
+    .read(&m.org, &m.user, &m.req)
+    .await);
+backend_handler!(VlobActor, UpdateVlob, |b, m| b
+    .update(&m.org, &m.author, &m.req)
+    .await);
 backend_handler!(VlobActor, PollVlobChanges, |b, m| {
-    b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint).await
+    b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint)
+        .await
 });
-backend_handler!(VlobActor, ListVlobVersions, |b, m| b.list_versions(&m.org, &m.user, m.vlob_id).await);
+backend_handler!(VlobActor, ListVlobVersions, |b, m| b
+    .list_versions(&m.org, &m.user, m.vlob_id)
+    .await);
 backend_handler!(VlobActor, GetReencryptionBatch, |b, m| {
     // The schema bounds `size` to 0..=1000.
     let size = usize::try_from(m.req.size).unwrap_or(0);
-    b.maintenance_get_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, size).await
+    b.maintenance_get_reencryption_batch(
+        &m.org,
+        &m.user,
+        m.req.realm_id,
+        m.req.encryption_revision,
+        size,
+    )
+    .await
 });
 backend_handler!(VlobActor, SaveReencryptionBatch, |b, m| {
-    b.maintenance_save_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, &m.req.batch)
-        .await
+    b.maintenance_save_reencryption_batch(
+        &m.org,
+        &m.user,
+        m.req.realm_id,
+        m.req.encryption_revision,
+        &m.req.batch,
+    )
+    .await
 });
 
 /// ``"Vlob `<hex>` doesn't exist"``.
 fn vlob_not_found(vlob_id: Uuid) -> Value {
-    cmds::status_reason("not_found", format!("Vlob `{}` doesn't exist", vlob_id.simple()))
+    cmds::status_reason(
+        "not_found",
+        format!("Vlob `{}` doesn't exist", vlob_id.simple()),
+    )
 }
 
 fn bare(status: &str) -> Value {
@@ -136,17 +161,29 @@ fn bare(status: &str) -> Value {
 /// The ballpark check of the two write commands (README §5.4).
 fn check_ballpark(timestamp: DateTime) -> Result<(), Value> {
     let now = DateTime::now();
-    if timestamps_in_the_ballpark(timestamp, now) { Ok(()) } else { Err(cmds::bad_timestamp(now, timestamp)) }
+    if timestamps_in_the_ballpark(timestamp, now) {
+        Ok(())
+    } else {
+        Err(cmds::bad_timestamp(now, timestamp))
+    }
 }
 
 /// `vlob_create` (commands.md §9.2).
-pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: VlobCreate) -> Result<Value, Internal> {
+pub async fn create(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobCreate,
+) -> Result<Value, Internal> {
     use VlobCreateError as E;
     if let Err(rep) = check_ballpark(req.timestamp) {
         return Ok(rep);
     }
     let (realm_id, vlob_id) = (req.realm_id, req.vlob_id);
-    let msg = CreateVlob { org: client.org.clone(), author: client.device_id.clone(), req };
+    let msg = CreateVlob {
+        org: client.org.clone(),
+        author: client.device_id.clone(),
+        req,
+    };
     Ok(match actors.vlob.send(msg).await? {
         Ok(checkpoint) => {
             actors.publish(Event::RealmVlobsUpdated {
@@ -171,17 +208,29 @@ pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: VlobCrea
 }
 
 /// `vlob_read` (commands.md §9.3).
-pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: VlobRead) -> Result<Value, Internal> {
+pub async fn read(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobRead,
+) -> Result<Value, Internal> {
     use VlobReadError as E;
     let vlob_id = req.vlob_id;
-    let msg = ReadVlob { org: client.org.clone(), user: client.user_id.clone(), req };
+    let msg = ReadVlob {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        req,
+    };
     Ok(match actors.vlob.send(msg).await? {
         Ok(v) => cmds::ok(vec![
             ("version", Value::from(v.version)),
             ("blob", Value::Binary(v.blob)),
             ("author", Value::from(v.author.as_str())),
             ("timestamp", v.timestamp.to_value()),
-            ("author_last_role_granted_on", v.author_last_role_granted_on.map_or(Value::Nil, DateTime::to_value)),
+            (
+                "author_last_role_granted_on",
+                v.author_last_role_granted_on
+                    .map_or(Value::Nil, DateTime::to_value),
+            ),
         ]),
         // A vlob's realm always exists; the reference would crash on this one.
         Err(E::VlobNotFound | E::RealmNotFound) => vlob_not_found(vlob_id),
@@ -194,13 +243,21 @@ pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: VlobRead) 
 }
 
 /// `vlob_update` (commands.md §9.4).
-pub async fn update(actors: &Actors, client: &AuthenticatedClient, req: VlobUpdate) -> Result<Value, Internal> {
+pub async fn update(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobUpdate,
+) -> Result<Value, Internal> {
     use VlobUpdateError as E;
     if let Err(rep) = check_ballpark(req.timestamp) {
         return Ok(rep);
     }
     let (vlob_id, version) = (req.vlob_id, req.version);
-    let msg = UpdateVlob { org: client.org.clone(), author: client.device_id.clone(), req };
+    let msg = UpdateVlob {
+        org: client.org.clone(),
+        author: client.device_id.clone(),
+        req,
+    };
     Ok(match actors.vlob.send(msg).await? {
         Ok((realm_id, checkpoint)) => {
             actors.publish(Event::RealmVlobsUpdated {
@@ -225,13 +282,25 @@ pub async fn update(actors: &Actors, client: &AuthenticatedClient, req: VlobUpda
 }
 
 /// `vlob_poll_changes` (commands.md §9.5). The `changes` map has UUID keys.
-pub async fn poll_changes(actors: &Actors, client: &AuthenticatedClient, req: VlobPollChanges) -> Result<Value, Internal> {
+pub async fn poll_changes(
+    actors: &Actors,
+    client: &AuthenticatedClient,
+    req: VlobPollChanges,
+) -> Result<Value, Internal> {
     use VlobPollChangesError as E;
     let realm_id = req.realm_id;
-    let msg = PollVlobChanges { org: client.org.clone(), user: client.user_id.clone(), req };
+    let msg = PollVlobChanges {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        req,
+    };
     Ok(match actors.vlob.send(msg).await? {
         Ok(c) => {
-            let changes = c.changes.into_iter().map(|(id, version)| (uuid_value(id), Value::from(version))).collect();
+            let changes = c
+                .changes
+                .into_iter()
+                .map(|(id, version)| (uuid_value(id), Value::from(version)))
+                .collect();
             cmds::ok(vec![
                 ("changes", Value::Map(changes)),
                 ("current_checkpoint", Value::from(c.current_checkpoint)),
@@ -251,7 +320,11 @@ pub async fn list_versions(
     req: VlobListVersions,
 ) -> Result<Value, Internal> {
     use VlobListVersionsError as E;
-    let msg = ListVlobVersions { org: client.org.clone(), user: client.user_id.clone(), vlob_id: req.vlob_id };
+    let msg = ListVlobVersions {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        vlob_id: req.vlob_id,
+    };
     Ok(match actors.vlob.send(msg).await? {
         Ok(versions) => {
             let versions = versions.into_iter().map(|(version, (timestamp, author))| {
@@ -290,7 +363,11 @@ pub async fn maintenance_get_reencryption_batch(
     req: VlobMaintenanceGetReencryptionBatch,
 ) -> Result<Value, Internal> {
     let realm_id = req.realm_id;
-    let msg = GetReencryptionBatch { org: client.org.clone(), user: client.user_id.clone(), req };
+    let msg = GetReencryptionBatch {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        req,
+    };
     maintenance_rep(realm_id, actors.vlob.send(msg).await?, |batch| {
         let entries = batch.into_iter().map(|e| {
             value::map([
@@ -310,8 +387,15 @@ pub async fn maintenance_save_reencryption_batch(
     req: VlobMaintenanceSaveReencryptionBatch,
 ) -> Result<Value, Internal> {
     let realm_id = req.realm_id;
-    let msg = SaveReencryptionBatch { org: client.org.clone(), user: client.user_id.clone(), req };
+    let msg = SaveReencryptionBatch {
+        org: client.org.clone(),
+        user: client.user_id.clone(),
+        req,
+    };
     maintenance_rep(realm_id, actors.vlob.send(msg).await?, |(total, done)| {
-        cmds::ok(vec![("total", Value::from(total)), ("done", Value::from(done))])
+        cmds::ok(vec![
+            ("total", Value::from(total)),
+            ("done", Value::from(done)),
+        ])
     })
 }

@@ -216,7 +216,11 @@ impl Certificate for RevokedUserCertificate {
             f.error("author", crate::fields::NULL);
         }
         let user_id = f.req("user_id");
-        Some(Self { author: Some(author?), timestamp, user_id: user_id? })
+        Some(Self {
+            author: Some(author?),
+            timestamp,
+            user_id: user_id?,
+        })
     }
     fn author(&self) -> Option<&DeviceId> {
         self.author.as_ref()
@@ -256,6 +260,80 @@ impl Certificate for RealmRoleCertificate {
     }
 }
 
+/// An unsigned PKI enrollment payload (certificates.md §5): `zlib(msgpack(map))`
+/// whose X.509 signature travels separately and is never checked by the
+/// server. It only decodes them to refuse garbage, and keeps the raw bytes.
+pub trait PkiPayload: Sized {
+    const TYPE: &'static str;
+    /// Loads the fields after `type`.
+    fn load(f: &mut Fields) -> Option<Self>;
+}
+
+/// Decodes a PKI payload; the error's `Display` is the `invalid_payload_data` reason.
+pub fn load_pki_payload<T: PkiPayload>(raw: &[u8]) -> Result<T, CertifError> {
+    let raw = decompress(raw)?;
+    let map = value::unpack_map(&raw).map_err(|e| CertifError::Decode(e.to_string()))?;
+    let mut f = Fields::new(&map);
+    let kind: Option<String> = f.req("type");
+    if let Some(k) = &kind
+        && k != T::TYPE
+    {
+        f.error("type", format!("Invalid value, should be `{}`", T::TYPE));
+    }
+    let built = T::load(&mut f);
+    f.finish(built).map_err(CertifError::Schema)
+}
+
+/// `pki_enrollment_submit_payload` (field `submit_payload` of `pki_enrollment_submit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PkiEnrollmentSubmitPayload {
+    pub verify_key: Key32,
+    pub public_key: Key32,
+    pub requested_device_label: DeviceLabel,
+}
+
+impl PkiPayload for PkiEnrollmentSubmitPayload {
+    const TYPE: &'static str = "pki_enrollment_submit_payload";
+    fn load(f: &mut Fields) -> Option<Self> {
+        let verify_key = f.req("verify_key");
+        let public_key = f.req("public_key");
+        let requested_device_label = f.req("requested_device_label");
+        Some(Self {
+            verify_key: verify_key?,
+            public_key: public_key?,
+            requested_device_label: requested_device_label?,
+        })
+    }
+}
+
+/// `pki_enrollment_answer_payload` (field `accept_payload` of `pki_enrollment_accept`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PkiEnrollmentAcceptPayload {
+    pub device_id: DeviceId,
+    pub device_label: Option<DeviceLabel>,
+    pub human_handle: Option<HumanHandle>,
+    pub profile: UserProfile,
+    pub root_verify_key: Key32,
+}
+
+impl PkiPayload for PkiEnrollmentAcceptPayload {
+    const TYPE: &'static str = "pki_enrollment_answer_payload";
+    fn load(f: &mut Fields) -> Option<Self> {
+        let device_id = f.req("device_id");
+        let device_label = f.req_nullable("device_label");
+        let human_handle = f.req_nullable("human_handle");
+        let profile = f.req("profile");
+        let root_verify_key = f.req("root_verify_key");
+        Some(Self {
+            device_id: device_id?,
+            device_label: device_label?,
+            human_handle: human_handle?,
+            profile: profile?,
+            root_verify_key: root_verify_key?,
+        })
+    }
+}
+
 /// Test and client-side helpers: build certificates as the 2.10 client does.
 pub mod build {
     use std::io::Write;
@@ -284,7 +362,10 @@ pub mod build {
             ("author", author_value(&c.author)),
             ("timestamp", c.timestamp.to_value()),
             ("user_id", Value::from(c.user_id.as_str())),
-            ("human_handle", c.human_handle.as_ref().map(HumanHandle::to_value).unwrap_or(Value::Nil)),
+            (
+                "human_handle",
+                c.human_handle.as_ref().map(HumanHandle::to_value).unwrap_or(Value::Nil),
+            ),
             ("public_key", Value::Binary(c.public_key.to_vec())),
             ("is_admin", Value::Boolean(c.profile == UserProfile::Admin)),
             ("profile", c.profile.to_value()),
@@ -297,7 +378,13 @@ pub mod build {
             ("author", author_value(&c.author)),
             ("timestamp", c.timestamp.to_value()),
             ("device_id", Value::from(c.device_id.as_str())),
-            ("device_label", c.device_label.as_ref().map(|l| Value::from(l.as_str())).unwrap_or(Value::Nil)),
+            (
+                "device_label",
+                c.device_label
+                    .as_ref()
+                    .map(|l| Value::from(l.as_str()))
+                    .unwrap_or(Value::Nil),
+            ),
             ("verify_key", Value::Binary(c.verify_key.to_vec())),
         ])
     }
@@ -358,7 +445,10 @@ mod tests {
         );
         let dev = DeviceId::parse("alice@dev1").unwrap();
         let e = verify_and_load::<UserCertificate>(&signed, &rvk, ExpectedAuthor::Device(&dev)).unwrap_err();
-        assert_eq!(e.reason(), "Invalid certification data (Invalid author: expected `alice@dev1`, got `<root key>`).");
+        assert_eq!(
+            e.reason(),
+            "Invalid certification data (Invalid author: expected `alice@dev1`, got `<root key>`)."
+        );
         // Wrong kind
         assert!(matches!(
             verify_and_load::<DeviceCertificate>(&signed, &rvk, ExpectedAuthor::Root),

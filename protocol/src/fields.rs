@@ -17,10 +17,7 @@ pub struct SchemaErrors(pub BTreeMap<String, Vec<String>>);
 
 impl SchemaErrors {
     pub fn add(&mut self, field: &str, msg: impl Into<String>) {
-        self.0
-            .entry(field.to_string())
-            .or_default()
-            .push(msg.into());
+        self.0.entry(field.to_string()).or_default().push(msg.into());
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -143,10 +140,9 @@ impl FromValue for Uuid {
 impl FromValue for HumanHandle {
     fn from_value(v: &Value) -> Result<Self, String> {
         match v.as_array().map(Vec::as_slice) {
-            Some([Value::String(email), Value::String(label)]) => HumanHandle::new(
-                email.as_str().unwrap_or_default(),
-                label.as_str().unwrap_or_default(),
-            ),
+            Some([Value::String(email), Value::String(label)]) => {
+                HumanHandle::new(email.as_str().unwrap_or_default(), label.as_str().unwrap_or_default())
+            }
             _ => Err("Invalid human handle".into()),
         }
     }
@@ -290,12 +286,7 @@ impl<'a> Fields<'a> {
 
     /// Applies a value rule (the reference's `validate=`) to a field already
     /// read: a value breaking it is recorded as `Invalid value.` and dropped.
-    pub fn check<T>(
-        &mut self,
-        key: &str,
-        value: Option<T>,
-        valid: impl FnOnce(&T) -> bool,
-    ) -> Option<T> {
+    pub fn check<T>(&mut self, key: &str, value: Option<T>, valid: impl FnOnce(&T) -> bool) -> Option<T> {
         match value {
             Some(v) if !valid(&v) => {
                 self.errors.add(key, "Invalid value.");
@@ -358,11 +349,7 @@ mod tests {
 
     #[test]
     fn opt_non_nil_and_check() {
-        let Value::Map(m) = map([
-            ("n", Value::Nil),
-            ("x", Value::from(0)),
-            ("y", Value::from(5)),
-        ]) else {
+        let Value::Map(m) = map([("n", Value::Nil), ("x", Value::from(0)), ("y", Value::from(5))]) else {
             unreachable!()
         };
         let mut f = Fields::new(&m);
@@ -396,15 +383,8 @@ mod tests {
         assert!(BTreeMap::<UserId, Vec<u8>>::from_value(&bad_value).is_err());
 
         let load = |v: &Value| nested(v, |f| f.req::<i64>("n"));
-        assert_eq!(
-            load(&map([("n", Value::from(3)), ("extra", Value::Nil)])),
-            Ok(3)
-        );
-        assert!(
-            load(&map([("n", Value::from("3"))]))
-                .unwrap_err()
-                .contains("'n'")
-        );
+        assert_eq!(load(&map([("n", Value::from(3)), ("extra", Value::Nil)])), Ok(3));
+        assert!(load(&map([("n", Value::from("3"))])).unwrap_err().contains("'n'"));
         assert!(load(&Value::from(3)).is_err());
     }
 }

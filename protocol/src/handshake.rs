@@ -100,7 +100,10 @@ impl HandshakeError {
 
 /// The `ok` result: `help` is absent, not nil.
 pub fn result_ok() -> Vec<u8> {
-    value::pack(&value::map([("handshake", Value::from("result")), ("result", Value::from("ok"))]))
+    value::pack(&value::map([
+        ("handshake", Value::from("result")),
+        ("result", Value::from("ok")),
+    ]))
 }
 
 /// What the client claims to be.
@@ -268,9 +271,11 @@ pub fn verify_signed_answer(
     verify_key: &Key32,
     challenge: &[u8],
 ) -> Result<(), HandshakeError> {
-    let msg = verify(verify_key, answer).ok_or_else(|| HandshakeError::BadProtocol("Invalid answer signature".into()))?;
+    let msg =
+        verify(verify_key, answer).ok_or_else(|| HandshakeError::BadProtocol("Invalid answer signature".into()))?;
     let returned = if version >= (ApiVersion { major: 2, minor: 5 }) {
-        let map = value::unpack_map(&msg).map_err(|e| HandshakeError::BadProtocol(format!("Invalid msgpack data: {e}")))?;
+        let map =
+            value::unpack_map(&msg).map_err(|e| HandshakeError::BadProtocol(format!("Invalid msgpack data: {e}")))?;
         let mut f = Fields::new(&map);
         let kind: Option<String> = f.req("type");
         let returned: Option<Vec<u8>> = f.req("answer");
@@ -328,22 +333,34 @@ mod tests {
     #[test]
     fn challenge_capture_shape() {
         // README §10.1: same bytes but for the random challenge and the clock.
-        let ch: [u8; 48] = hex::decode("8ebaebb73c837d337a55de68e49729ee710a19ba31fea566e9ba17ebacfbec2ad4f117224b946f19a2643ebb191984f6")
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let ch: [u8; 48] = hex::decode(
+            "8ebaebb73c837d337a55de68e49729ee710a19ba31fea566e9ba17ebacfbec2ad4f117224b946f19a2643ebb191984f6",
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
         let now = DateTime::from_f64(f64::from_be_bytes([0x41, 0xda, 0xc0, 0x87, 0x00, 0xc1, 0x6b, 0xa9])).unwrap();
         let out = challenge(&ch, now);
         assert_eq!(out.len(), 217);
         let m = value::unpack_map(&out).unwrap();
         assert_eq!(value::get(&m, "handshake").and_then(Value::as_str), Some("challenge"));
-        assert_eq!(hex::encode(result_ok()), "82a968616e647368616b65a6726573756c74a6726573756c74a26f6b");
+        assert_eq!(
+            hex::encode(result_ok()),
+            "82a968616e647368616b65a6726573756c74a6726573756c74a26f6b"
+        );
     }
 
     #[test]
     fn parses_real_authenticated_answer() {
         let raw = hex::decode(AUTH_ANSWER).unwrap();
-        let Answer::Authenticated { version, organization_id, device_id, rvk, answer } = parse_answer(&raw).unwrap() else {
+        let Answer::Authenticated {
+            version,
+            organization_id,
+            device_id,
+            rvk,
+            answer,
+        } = parse_answer(&raw).unwrap()
+        else {
             panic!("not authenticated");
         };
         assert_eq!(version, ApiVersion { major: 3, minor: 1 });
@@ -356,7 +373,9 @@ mod tests {
     #[test]
     fn refusals() {
         let bad = |m: Value| parse_answer(&value::pack(&m)).unwrap_err();
-        assert!(matches!(parse_answer(b"\x00\x01garbage"), Err(HandshakeError::BadProtocol(h)) if h.starts_with("Invalid msgpack data: ")));
+        assert!(
+            matches!(parse_answer(b"\x00\x01garbage"), Err(HandshakeError::BadProtocol(h)) if h.starts_with("Invalid msgpack data: "))
+        );
         let e = bad(value::map([
             ("handshake", Value::from("answer")),
             ("type", Value::from("AUTHENTICATED")),
@@ -374,7 +393,10 @@ mod tests {
             ("client_api_version", ApiVersion { major: 3, minor: 1 }.to_value()),
             ("organization_id", Value::from("Org")),
         ]));
-        assert_eq!(e, HandshakeError::BadProtocol("{'type': ['Unsupported value: anonymous']}".into()));
+        assert_eq!(
+            e,
+            HandshakeError::BadProtocol("{'type': ['Unsupported value: anonymous']}".into())
+        );
         let e = bad(value::map([
             ("handshake", Value::from("answer")),
             ("type", Value::from("AUTHENTICATED")),

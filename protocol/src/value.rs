@@ -199,19 +199,12 @@ where
     I: IntoIterator<Item = (K, Value)>,
     K: Into<String>,
 {
-    Value::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Value::from(k.into()), v))
-            .collect(),
-    )
+    Value::Map(entries.into_iter().map(|(k, v)| (Value::from(k.into()), v)).collect())
 }
 
 /// Looks a string key up in a decoded map.
 pub fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
-    map.iter()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .map(|(_, v)| v)
+    map.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -262,10 +262,7 @@ pub struct MigrateConfig {
 /// Parses the process arguments **without the program name** (`std::env::args().skip(1)`),
 /// with `PARSEC_CMD_ARGS` appended, the environment (`env(name)` returns the variable) and
 /// `--dev`.
-pub fn parse_command_line(
-    args: Vec<String>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Command, CliExit> {
+pub fn parse_command_line(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, CliExit> {
     let mut words = args;
     words.extend(args::cmd_args_from_env(env));
     let words = args::normalize(&words)?;
@@ -287,17 +284,11 @@ fn resolve_run(mut cli: RunArgs, env: &Env<'_>) -> Result<RunConfig, CliExit> {
 
     // Same order as the reference declares its options, so the first error reported for a
     // bad command line is the same in most cases.
-    let host = env
-        .value(cli.host, &o::HOST)
-        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let host = env.value(cli.host, &o::HOST).unwrap_or_else(|| "127.0.0.1".to_string());
     let port = env.int(cli.port, &o::PORT)?.unwrap_or(DEFAULT_BACKEND_PORT);
     let db = parse_run_db(env.required(cli.db, &o::DB)?)?;
-    let db_min_connections = env
-        .int(cli.db_min_connections, &o::DB_MIN_CONNECTIONS)?
-        .unwrap_or(5);
-    let db_max_connections = env
-        .int(cli.db_max_connections, &o::DB_MAX_CONNECTIONS)?
-        .unwrap_or(7);
+    let db_min_connections = env.int(cli.db_min_connections, &o::DB_MIN_CONNECTIONS)?.unwrap_or(5);
+    let db_max_connections = env.int(cli.db_max_connections, &o::DB_MAX_CONNECTIONS)?.unwrap_or(7);
     let maximum_database_connection_attempts = env
         .int(
             cli.maximum_database_connection_attempts,
@@ -316,28 +307,21 @@ fn resolve_run(mut cli: RunArgs, env: &Env<'_>) -> Result<RunConfig, CliExit> {
     if blockstore_values.is_empty() {
         return Err(missing(&o::BLOCKSTORE));
     }
-    let blockstore = BlockStoreConfig::parse(&blockstore_values)
-        .map_err(|detail| invalid(&o::BLOCKSTORE, detail))?;
-    let administration_token =
-        Secret::new(env.required(cli.administration_token, &o::ADMINISTRATION_TOKEN)?);
+    let blockstore = BlockStoreConfig::parse(&blockstore_values).map_err(|detail| invalid(&o::BLOCKSTORE, detail))?;
+    let administration_token = Secret::new(env.required(cli.administration_token, &o::ADMINISTRATION_TOKEN)?);
     let spontaneous_organization_bootstrap = env.switch(
         cli.spontaneous_organization_bootstrap,
         &o::SPONTANEOUS_ORGANIZATION_BOOTSTRAP,
     )?;
-    let organization_bootstrap_webhook = non_empty(env.value(
-        cli.organization_bootstrap_webhook,
-        &o::ORGANIZATION_BOOTSTRAP_WEBHOOK,
-    ));
+    let organization_bootstrap_webhook =
+        non_empty(env.value(cli.organization_bootstrap_webhook, &o::ORGANIZATION_BOOTSTRAP_WEBHOOK));
     let organization_initial_active_users_limit = env.int(
         cli.organization_initial_active_users_limit,
         &o::ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT,
     )?;
     let outsider = &o::ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED;
     let organization_initial_user_profile_outsider_allowed = env
-        .value(
-            cli.organization_initial_user_profile_outsider_allowed,
-            outsider,
-        )
+        .value(cli.organization_initial_user_profile_outsider_allowed, outsider)
         .map(|raw| parse_bool_option(outsider, &raw))
         .transpose()?
         .unwrap_or(true);
@@ -349,16 +333,12 @@ fn resolve_run(mut cli: RunArgs, env: &Env<'_>) -> Result<RunConfig, CliExit> {
     let email_host = env.required(cli.email_host, &o::EMAIL_HOST)?;
     let email_port = env.int(cli.email_port, &o::EMAIL_PORT)?.unwrap_or(25);
     let email_host_user = non_empty(env.value(cli.email_host_user, &o::EMAIL_HOST_USER));
-    let email_host_password =
-        non_empty(env.value(cli.email_host_password, &o::EMAIL_HOST_PASSWORD)).map(Secret::new);
+    let email_host_password = non_empty(env.value(cli.email_host_password, &o::EMAIL_HOST_PASSWORD)).map(Secret::new);
     let email_use_ssl = env.switch(cli.email_use_ssl, &o::EMAIL_USE_SSL)?;
     let email_use_tls = env.switch(cli.email_use_tls, &o::EMAIL_USE_TLS)?;
     let email_sender = non_empty(env.value(cli.email_sender, &o::EMAIL_SENDER));
     let forward_proto_enforce_https = env
-        .value(
-            cli.forward_proto_enforce_https,
-            &o::FORWARD_PROTO_ENFORCE_HTTPS,
-        )
+        .value(cli.forward_proto_enforce_https, &o::FORWARD_PROTO_ENFORCE_HTTPS)
         .map(|raw| parse_forward_proto(&raw))
         .transpose()?;
     let ssl_keyfile = env
@@ -389,9 +369,7 @@ fn resolve_run(mut cli: RunArgs, env: &Env<'_>) -> Result<RunConfig, CliExit> {
         if db_min_connections > db_max_connections {
             return Err(invalid(
                 &o::DB_MIN_CONNECTIONS,
-                format!(
-                    "{db_min_connections} is greater than --db-max-connections ({db_max_connections})"
-                ),
+                format!("{db_min_connections} is greater than --db-max-connections ({db_max_connections})"),
             ));
         }
     }
@@ -469,11 +447,9 @@ fn apply_dev_mode(cli: &mut RunArgs) -> Result<(), CliExit> {
     if cli.blockstore.is_empty() {
         cli.blockstore.push("MOCKED".to_string());
     }
-    cli.administration_token
-        .get_or_insert_with(|| "s3cr3t".to_string());
+    cli.administration_token.get_or_insert_with(|| "s3cr3t".to_string());
     cli.email_host.get_or_insert_with(|| "MOCKED".to_string());
-    cli.email_sender
-        .get_or_insert_with(|| DEFAULT_EMAIL_SENDER.to_string());
+    cli.email_sender.get_or_insert_with(|| DEFAULT_EMAIL_SENDER.to_string());
     cli.backend_addr
         .get_or_insert_with(|| format!("parsec://localhost:{port}"));
     Ok(())
@@ -483,10 +459,7 @@ fn resolve_migrate(cli: MigrateArgs, env: &Env<'_>) -> Result<MigrateConfig, Cli
     use migrate_opt as o;
     let db = env.required(cli.db, &o::DB)?;
     if !(db.starts_with("postgresql://") || db.starts_with("postgres://")) {
-        return Err(invalid(
-            &o::DB,
-            "Must start with `postgresql://` or `postgres://`",
-        ));
+        return Err(invalid(&o::DB, "Must start with `postgresql://` or `postgres://`"));
     }
     let log = resolve_log(
         env,
@@ -529,11 +502,7 @@ fn resolve_log(
         }
         Some(raw) => Some(PathBuf::from(raw)),
     };
-    Ok(LogConfig {
-        level,
-        format,
-        file,
-    })
+    Ok(LogConfig { level, format, file })
 }
 
 /// Reads options from the command-line value or the environment.
@@ -576,9 +545,7 @@ impl Env<'_> {
     }
 
     fn int<T: IntRange>(&self, cli: Option<String>, spec: &OptSpec) -> Result<Option<T>, CliExit> {
-        self.value(cli, spec)
-            .map(|raw| parse_int(spec, &raw))
-            .transpose()
+        self.value(cli, spec).map(|raw| parse_int(spec, &raw)).transpose()
     }
 }
 
@@ -653,14 +620,8 @@ macro_rules! int_range {
 int_range!(u16, u32, u64);
 
 fn parse_int<T: IntRange>(spec: &OptSpec, raw: &str) -> Result<T, CliExit> {
-    let value = parse_py_int(raw)
-        .ok_or_else(|| invalid(spec, format!("'{raw}' is not a valid integer.")))?;
-    T::try_from(value).map_err(|_| {
-        invalid(
-            spec,
-            format!("{} is not in the range 0<=x<={}.", raw.trim(), T::MAX),
-        )
-    })
+    let value = parse_py_int(raw).ok_or_else(|| invalid(spec, format!("'{raw}' is not a valid integer.")))?;
+    T::try_from(value).map_err(|_| invalid(spec, format!("{} is not in the range 0<=x<={}.", raw.trim(), T::MAX)))
 }
 
 fn parse_seconds(spec: &OptSpec, raw: &str) -> Result<Duration, CliExit> {
@@ -668,12 +629,8 @@ fn parse_seconds(spec: &OptSpec, raw: &str) -> Result<Duration, CliExit> {
         .trim()
         .parse()
         .map_err(|_| invalid(spec, format!("'{raw}' is not a valid float.")))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
-        invalid(
-            spec,
-            format!("{} is not a finite number of seconds >= 0.", raw.trim()),
-        )
-    })
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| invalid(spec, format!("{} is not a finite number of seconds >= 0.", raw.trim())))
 }
 
 /// click's `Choice`: case-sensitive.
@@ -683,10 +640,7 @@ fn choice<T: Copy>(spec: &OptSpec, raw: &str, choices: &[(&str, T)]) -> Result<T
         .find(|(name, _)| *name == raw)
         .map(|(_, value)| *value)
         .ok_or_else(|| {
-            let names: Vec<String> = choices
-                .iter()
-                .map(|(name, _)| format!("'{name}'"))
-                .collect();
+            let names: Vec<String> = choices.iter().map(|(name, _)| format!("'{name}'")).collect();
             invalid(spec, format!("'{raw}' is not one of {}.", names.join(", ")))
         })
 }
@@ -734,10 +688,7 @@ mod tests {
     ];
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
@@ -755,10 +706,7 @@ mod tests {
 
     fn run_with_required(extra: &[&str], vars: &[(&str, &str)]) -> RunConfig {
         let args: Vec<&str> = REQUIRED.iter().chain(extra).copied().collect();
-        run(
-            &std::iter::once("run").chain(args).collect::<Vec<_>>(),
-            vars,
-        )
+        run(&std::iter::once("run").chain(args).collect::<Vec<_>>(), vars)
     }
 
     fn migrate(args: &[&str], vars: &[(&str, &str)]) -> MigrateConfig {
@@ -809,20 +757,14 @@ mod tests {
         assert_eq!(c.db.kind(), "MOCKED");
         assert_eq!((c.db_min_connections, c.db_max_connections), (5, 7));
         assert_eq!(c.maximum_database_connection_attempts, 10);
-        assert_eq!(
-            c.pause_before_retry_database_connection,
-            Duration::from_secs(1)
-        );
+        assert_eq!(c.pause_before_retry_database_connection, Duration::from_secs(1));
         assert_eq!(c.blockstore, BlockStoreConfig::Mocked);
         assert_eq!(c.administration_token.expose(), "tok");
         assert!(!c.spontaneous_organization_bootstrap);
         assert_eq!(c.organization_bootstrap_webhook, None);
         assert_eq!(c.organization_initial_active_users_limit, None);
         assert!(c.organization_initial_user_profile_outsider_allowed);
-        assert_eq!(
-            c.backend_addr.to_url(),
-            "parsec://localhost:6777?no_ssl=true"
-        );
+        assert_eq!(c.backend_addr.to_url(), "parsec://localhost:6777?no_ssl=true");
         assert_eq!(
             c.email,
             EmailConfig::Mocked {
@@ -831,10 +773,7 @@ mod tests {
         );
         assert_eq!(c.email.kind(), "MOCKED");
         assert_eq!(c.forward_proto_enforce_https, None);
-        assert_eq!(
-            (c.ssl_keyfile.clone(), c.ssl_certfile.clone()),
-            (None, None)
-        );
+        assert_eq!((c.ssl_keyfile.clone(), c.ssl_certfile.clone()), (None, None));
         assert_eq!(
             c.log,
             LogConfig {
@@ -917,10 +856,7 @@ mod tests {
         assert_eq!(c.db.kind(), "POSTGRESQL");
         assert_eq!((c.db_min_connections, c.db_max_connections), (1, 20));
         assert_eq!(c.maximum_database_connection_attempts, 0);
-        assert_eq!(
-            c.pause_before_retry_database_connection,
-            Duration::from_millis(250)
-        );
+        assert_eq!(c.pause_before_retry_database_connection, Duration::from_millis(250));
         assert_eq!(c.blockstore, BlockStoreConfig::Postgresql);
         assert!(c.spontaneous_organization_bootstrap);
         assert_eq!(
@@ -976,18 +912,12 @@ mod tests {
                 ("PARSEC_DB_MAX_CONNECTIONS", "3"),
                 ("PARSEC_MAXIMUM_DATABASE_CONNECTION_ATTEMPTS", "4"),
                 ("PARSEC_PAUSE_BEFORE_RETRY_DATABASE_CONNECTION", "2.5"),
-                (
-                    "PARSEC_BLOCKSTORE",
-                    "  RAID1:0:MOCKED\tRAID1:1:POSTGRESQL  ",
-                ),
+                ("PARSEC_BLOCKSTORE", "  RAID1:0:MOCKED\tRAID1:1:POSTGRESQL  "),
                 ("PARSEC_ADMINISTRATION_TOKEN", "tok"),
                 ("PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP", "true"),
                 ("PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK", "http://hook"),
                 ("PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT", "10"),
-                (
-                    "PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED",
-                    "0",
-                ),
+                ("PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED", "0"),
                 ("PARSEC_BACKEND_ADDR", "parsec://example.com:443"),
                 ("PARSEC_EMAIL_HOST", "smtp"),
                 ("PARSEC_EMAIL_PORT", "587"),
@@ -1009,19 +939,13 @@ mod tests {
         assert_eq!(c.db, DbUrl::Postgresql(Secret::new("postgres://h/db")));
         assert_eq!((c.db_min_connections, c.db_max_connections), (2, 3));
         assert_eq!(c.maximum_database_connection_attempts, 4);
-        assert_eq!(
-            c.pause_before_retry_database_connection,
-            Duration::from_millis(2500)
-        );
+        assert_eq!(c.pause_before_retry_database_connection, Duration::from_millis(2500));
         assert_eq!(
             c.blockstore,
             BlockStoreConfig::Raid1(vec![BlockStoreConfig::Mocked, BlockStoreConfig::Postgresql])
         );
         assert!(c.spontaneous_organization_bootstrap);
-        assert_eq!(
-            c.organization_bootstrap_webhook.as_deref(),
-            Some("http://hook")
-        );
+        assert_eq!(c.organization_bootstrap_webhook.as_deref(), Some("http://hook"));
         assert_eq!(c.organization_initial_active_users_limit, Some(10));
         assert!(!c.organization_initial_user_profile_outsider_allowed);
         assert_eq!(c.backend_addr.to_url(), "parsec://example.com");
@@ -1033,10 +957,7 @@ mod tests {
         assert_eq!(smtp.host_password.as_ref().map(Secret::expose), Some("p"));
         assert_eq!((smtp.use_ssl, smtp.use_tls), (false, true));
         assert_eq!(smtp.sender, "s@example.com");
-        assert_eq!(
-            c.forward_proto_enforce_https,
-            Some(("x-proto".into(), "HTTPS".into()))
-        );
+        assert_eq!(c.forward_proto_enforce_https, Some(("x-proto".into(), "HTTPS".into())));
         assert_eq!(
             c.log,
             LogConfig {
@@ -1045,10 +966,7 @@ mod tests {
                 file: None
             }
         );
-        assert_eq!(
-            c.sentry_dsn.as_ref().map(Secret::expose),
-            Some("https://dsn")
-        );
+        assert_eq!(c.sentry_dsn.as_ref().map(Secret::expose), Some("https://dsn"));
         assert_eq!(c.sentry_environment, "dev");
         assert!(c.debug);
     }
@@ -1072,10 +990,7 @@ mod tests {
         assert_eq!(c.log.level, LogLevel::Info);
         assert!(!c.debug);
         // An empty required variable is missing.
-        assert_eq!(
-            error(&["run"], &[("PARSEC_DB", "")]),
-            "Error: Missing option '--db'."
-        );
+        assert_eq!(error(&["run"], &[("PARSEC_DB", "")]), "Error: Missing option '--db'.");
     }
 
     #[test]
@@ -1101,10 +1016,7 @@ mod tests {
                 &[
                     ("DEBUG", value),
                     ("PARSEC_EMAIL_USE_SSL", value),
-                    (
-                        "PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED",
-                        value,
-                    ),
+                    ("PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED", value),
                 ],
             );
             assert_eq!(c.debug, expected, "{value}");
@@ -1122,13 +1034,7 @@ mod tests {
             "Error: Invalid value for '--email-use-tls': '2' is not a valid boolean."
         );
         assert_eq!(
-            run_error(
-                &[
-                    "--organization-initial-user-profile-outsider-allowed",
-                    "nope"
-                ],
-                &[]
-            ),
+            run_error(&["--organization-initial-user-profile-outsider-allowed", "nope"], &[]),
             "Error: Invalid value for '--organization-initial-user-profile-outsider-allowed': \
              'nope' is not a valid boolean."
         );
@@ -1159,10 +1065,7 @@ mod tests {
             ],
         );
         assert_eq!(c.port, 36780);
-        assert_eq!(
-            c.backend_addr.to_url(),
-            "parsec://example.com:1234?no_ssl=true"
-        );
+        assert_eq!(c.backend_addr.to_url(), "parsec://example.com:1234?no_ssl=true");
         assert!(!c.backend_addr.use_ssl);
     }
 
@@ -1321,15 +1224,7 @@ mod tests {
         );
         assert_eq!(
             error(
-                &[
-                    "run",
-                    "--db",
-                    "MOCKED",
-                    "-b",
-                    "MOCKED",
-                    "--administration-token",
-                    "t"
-                ],
+                &["run", "--db", "MOCKED", "-b", "MOCKED", "--administration-token", "t"],
                 &[]
             ),
             "Error: Missing option '--backend-addr'."
@@ -1381,10 +1276,7 @@ mod tests {
             (
                 &["--db-min-connections", "-3"],
                 &[],
-                hint(
-                    "'--db-min-connections'",
-                    "-3 is not in the range 0<=x<=4294967295.",
-                ),
+                hint("'--db-min-connections'", "-3 is not in the range 0<=x<=4294967295."),
             ),
             (
                 &["--organization-initial-active-users-limit", "-1"],
@@ -1447,10 +1339,7 @@ mod tests {
             (
                 &[],
                 &[("PARSEC_LOG_FORMAT", "json")],
-                hint(
-                    "'--log-format' / '-f'",
-                    "'json' is not one of 'CONSOLE', 'JSON'.",
-                ),
+                hint("'--log-format' / '-f'", "'json' is not one of 'CONSOLE', 'JSON'."),
             ),
             (
                 &["-o", ""],
@@ -1476,10 +1365,7 @@ mod tests {
             (
                 &["--ssl-keyfile", "/nonexistent/key.pem"],
                 &[],
-                hint(
-                    "'--ssl-keyfile'",
-                    "File '/nonexistent/key.pem' does not exist.",
-                ),
+                hint("'--ssl-keyfile'", "File '/nonexistent/key.pem' does not exist."),
             ),
             (
                 &[],
@@ -1556,10 +1442,7 @@ mod tests {
             "Error: Invalid value for '--db-max-connections': must be greater than 0"
         );
         assert_eq!(
-            run_error(
-                &[&pg[..], &["2", "--db-min-connections", "3"]].concat(),
-                &[]
-            ),
+            run_error(&[&pg[..], &["2", "--db-min-connections", "3"]].concat(), &[]),
             "Error: Invalid value for '--db-min-connections': 3 is greater than --db-max-connections (2)"
         );
         let c = run_with_required(&["--db-max-connections", "0"], &[]);
@@ -1574,19 +1457,10 @@ mod tests {
         let cert = dir.join("cert.pem");
         std::fs::write(&key, "key").expect("write key");
         std::fs::write(&cert, "cert").expect("write cert");
-        let (key_str, cert_str) = (
-            key.to_string_lossy().to_string(),
-            cert.to_string_lossy().to_string(),
-        );
+        let (key_str, cert_str) = (key.to_string_lossy().to_string(), cert.to_string_lossy().to_string());
 
-        let c = run_with_required(
-            &["--ssl-keyfile", &key_str, "--ssl-certfile", &cert_str],
-            &[],
-        );
-        assert_eq!(
-            (c.ssl_keyfile, c.ssl_certfile),
-            (Some(key.clone()), Some(cert.clone()))
-        );
+        let c = run_with_required(&["--ssl-keyfile", &key_str, "--ssl-certfile", &cert_str], &[]);
+        assert_eq!((c.ssl_keyfile, c.ssl_certfile), (Some(key.clone()), Some(cert.clone())));
         let c = run_with_required(&[], &[("PARSEC_SSL_CERTFILE", &cert_str)]);
         assert_eq!((c.ssl_keyfile, c.ssl_certfile), (None, Some(cert.clone())));
         assert_eq!(
@@ -1600,13 +1474,7 @@ mod tests {
     fn click_argument_forms() {
         // Repeated switches, `--opt=value` with `=` in the value, attached short values.
         let c = run_with_required(
-            &[
-                "--debug",
-                "--debug",
-                "--administration-token=a=b",
-                "-H::1",
-                "-lDEBUG",
-            ],
+            &["--debug", "--debug", "--administration-token=a=b", "-H::1", "-lDEBUG"],
             &[],
         );
         assert!(c.debug);
@@ -1618,10 +1486,7 @@ mod tests {
     #[test]
     fn forward_proto_allows_empty_parts_like_the_reference() {
         let c = run_with_required(&["--forward-proto-enforce-https", "X-A:"], &[]);
-        assert_eq!(
-            c.forward_proto_enforce_https,
-            Some(("x-a".into(), String::new()))
-        );
+        assert_eq!(c.forward_proto_enforce_https, Some(("x-a".into(), String::new())));
     }
 
     #[test]
@@ -1675,18 +1540,9 @@ mod tests {
 
     #[test]
     fn argument_syntax_errors_are_one_line() {
-        assert_eq!(
-            error(&["run", "--nope"], &[]),
-            "Error: Unrecognized argument: --nope"
-        );
-        assert_eq!(
-            error(&["run", "--nope=1"], &[]),
-            "Error: Unrecognized argument: --nope"
-        );
-        assert_eq!(
-            error(&["run", "extra"], &[]),
-            "Error: Unrecognized argument: extra"
-        );
+        assert_eq!(error(&["run", "--nope"], &[]), "Error: Unrecognized argument: --nope");
+        assert_eq!(error(&["run", "--nope=1"], &[]), "Error: Unrecognized argument: --nope");
+        assert_eq!(error(&["run", "extra"], &[]), "Error: Unrecognized argument: extra");
         assert_eq!(
             error(&["run", "--db"], &[]),
             "Error: Option '--db' requires an argument."
@@ -1695,14 +1551,9 @@ mod tests {
             error(&["run", "--dev=1"], &[]),
             "Error: Option '--dev' does not take a value."
         );
-        assert!(
-            error(&[], &[]).starts_with("Error: One of the following subcommands must be present:")
-        );
+        assert!(error(&[], &[]).starts_with("Error: One of the following subcommands must be present:"));
         assert!(error(&["serve"], &[]).starts_with("Error: "));
-        assert_eq!(
-            error(&["migrate", "--dev"], &[]),
-            "Error: Unrecognized argument: --dev"
-        );
+        assert_eq!(error(&["migrate", "--dev"], &[]), "Error: Unrecognized argument: --dev");
     }
 
     #[test]
@@ -1721,20 +1572,8 @@ mod tests {
         assert!(!m.debug);
 
         let m = migrate(
-            &[
-                "--dry-run",
-                "-l",
-                "DEBUG",
-                "-f",
-                "JSON",
-                "-o",
-                "/tmp/migrate.log",
-            ],
-            &[
-                ("PARSEC_DB", "postgres://h/db"),
-                ("PARSEC_DEBUG", "1"),
-                ("DEBUG", "0"),
-            ],
+            &["--dry-run", "-l", "DEBUG", "-f", "JSON", "-o", "/tmp/migrate.log"],
+            &[("PARSEC_DB", "postgres://h/db"), ("PARSEC_DEBUG", "1"), ("DEBUG", "0")],
         );
         assert_eq!(m.db.expose(), "postgres://h/db");
         assert!(m.dry_run);
@@ -1758,23 +1597,13 @@ mod tests {
     #[test]
     fn help_lists_every_option_and_variable() {
         let run_help = help(&["run", "--help"]);
-        assert!(
-            run_help.starts_with("Usage: parsec-server run"),
-            "{run_help}"
-        );
+        assert!(run_help.starts_with("Usage: parsec-server run"), "{run_help}");
         // argh wraps descriptions: compare with single spaces.
         let run_help_words = run_help.split_whitespace().collect::<Vec<_>>().join(" ");
         for spec in run_opt::ALL {
-            assert!(
-                run_help.contains(spec.long),
-                "{} missing:\n{run_help}",
-                spec.long
-            );
+            assert!(run_help.contains(spec.long), "{} missing:\n{run_help}", spec.long);
             if let Some(short) = spec.short {
-                assert!(
-                    run_help.contains(&format!("{short}, {}", spec.long)),
-                    "{short}"
-                );
+                assert!(run_help.contains(&format!("{short}, {}", spec.long)), "{short}");
             }
             if let Some(env) = spec.env {
                 assert!(
@@ -1848,13 +1677,7 @@ mod tests {
             &[],
         );
         let debug = format!("{:?} {:#?}", Command::Run(Box::new(c.clone())), c);
-        for secret in [
-            "DBPASSWORD",
-            "S3SECRET",
-            "ADMINTOKEN",
-            "SMTPPASSWORD",
-            "SENTRYKEY",
-        ] {
+        for secret in ["DBPASSWORD", "S3SECRET", "ADMINTOKEN", "SMTPPASSWORD", "SENTRYKEY"] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
         assert_eq!(format!("{}", c.administration_token), "***");

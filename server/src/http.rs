@@ -18,6 +18,8 @@ pub struct AppState {
     pub backend_netloc: String,
     /// Query parameters the backend address adds to redirects (`no_ssl=true`).
     pub backend_query: Vec<(String, String)>,
+    /// `--forward-proto-enforce-https`: (header name, expected value).
+    pub forward_proto_enforce_https: Option<(String, String)>,
 }
 
 /// Request bodies above this are not for us (certificates and admin JSON are
@@ -29,7 +31,11 @@ const HTML: &str = "text/html;charset=utf-8";
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
-        .service(web::resource("/").route(web::get().to(landing)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/")
+                .route(web::get().to(landing))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(
             web::resource("/redirect/{path:.*}")
                 .route(web::get().to(redirect))
@@ -63,8 +69,60 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(anonymous_post))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(web::resource("/ws").route(web::get().to(websocket)).default_service(web::to(not_found)))
+        .service(
+            web::resource("/ws")
+                .route(web::get().to(websocket))
+                .default_service(web::to(not_found)),
+        )
+        .service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/ready").route(web::get().to(ready)))
         .default_service(web::to(not_found));
+}
+
+/// Liveness for load balancers: the process serves HTTP.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Readiness: the storage this instance depends on answers. With the
+/// in-memory store that is always the case; the PostgreSQL and blockstore
+/// checks plug in here.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match parsec_actors::health::check(&state.actors).await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Err(e) => {
+            log::warn!("readiness check failed: {e}");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("not ready")
+        }
+    }
+}
+
+/// `--forward-proto-enforce-https H:V`: a request whose header H is present
+/// with another value than V came over plain HTTP through a proxy; send it to
+/// the HTTPS address (a missing header does not trigger it, as in the reference).
+pub async fn enforce_https(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let redirect = req.app_data::<web::Data<AppState>>().and_then(|state| {
+        let (name, expected) = state.forward_proto_enforce_https.as_ref()?;
+        let value = req.headers().get(name.as_str())?;
+        (value.as_bytes() != expected.as_bytes()).then(|| {
+            let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            format!("https://{}{}", state.backend_netloc, target)
+        })
+    });
+    match redirect {
+        Some(location) => {
+            let resp = HttpResponse::MovedPermanently()
+                .insert_header((header::LOCATION, location))
+                .finish();
+            Ok(req.into_response(resp))
+        }
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
 }
 
 async fn landing() -> HttpResponse {
@@ -105,11 +163,16 @@ async fn redirect(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     query.extend(state.backend_query.iter().cloned());
     let mut location = format!("parsec://{}/{}", state.backend_netloc, quote_plus(path));
     if !query.is_empty() {
-        let q: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", quote_plus(k), quote_plus(v))).collect();
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", quote_plus(k), quote_plus(v)))
+            .collect();
         location.push('?');
         location.push_str(&q.join("&"));
     }
-    HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 /// Static files shipped in the binary (used by the landing page and the

@@ -7,11 +7,25 @@
 
 use std::process::ExitCode;
 
+use actix::Actor;
 use actix_web::{App, HttpServer, middleware, web};
-use parsec_server::config::{BlockStoreConfig, Command, DbUrl, EmailConfig, RunConfig};
 use parsec_actors::backend::Backends;
+use std::sync::Arc;
+
+use parsec_actors::EventBus;
+use parsec_actors::backend::postgres::blockstore::PgBlockStore;
+use parsec_actors::backend::postgres::events::{self, EventWriter};
+use parsec_actors::backend::postgres::PgStore;
+use parsec_actors::blockstore::{BlockStore, MemoryBlockStore};
+use parsec_actors::broker;
 use parsec_actors::{Actors, Settings};
-use parsec_server::{config, http, logging};
+use parsec_server::config::{BlockStoreConfig, Command, DbUrl, EmailConfig, RunConfig};
+use parsec_server::{config, http, logging, tls};
+
+/// Bound on a graceful stop: in-flight commands get this long to finish.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// Bound on waiting for a database connection (pool wait, connect, recycle).
+const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,37 +48,49 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Migrate(_) => {
-            eprintln!("Error: `migrate` needs PostgreSQL support, which this build does not have yet");
-            ExitCode::FAILURE
+        Command::Migrate(cfg) => match migrate(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// `parsec-server migrate`: applies the pending migrations (or lists them
+/// with `--dry-run`). Safe to run twice, and from two processes at once.
+fn migrate(cfg: &config::MigrateConfig) -> anyhow::Result<()> {
+    logging::init(&cfg.log)?;
+    let report = parsec_schema::migrate_blocking(cfg.db.expose(), cfg.dry_run)?;
+    for name in &report.already_applied {
+        println!("{name} (already applied)");
+    }
+    for name in &report.applied {
+        if cfg.dry_run {
+            println!("{name} (pending, dry run)");
+        } else {
+            println!("{name} \u{2714}");
         }
     }
+    if report.applied.is_empty() {
+        println!("Database is up to date");
+    }
+    Ok(())
 }
 
 /// Settings whose backend has not landed yet are refused at start, by name,
 /// rather than silently replaced by something else.
 fn unsupported(cfg: &RunConfig) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    if matches!(cfg.db, DbUrl::Postgresql(_)) {
-        missing.push("PostgreSQL database (--db postgresql://...)");
-    }
-    if !matches!(cfg.blockstore, BlockStoreConfig::Mocked) {
-        missing.push("blockstore other than MOCKED (--blockstore)");
-    }
-    if matches!(cfg.email, EmailConfig::Smtp(_)) {
-        missing.push("SMTP e-mail (--email-host other than MOCKED)");
-    }
-    if cfg.ssl_certfile.is_some() || cfg.ssl_keyfile.is_some() {
-        missing.push("TLS (--ssl-certfile / --ssl-keyfile)");
+    if !matches!(cfg.blockstore, BlockStoreConfig::Mocked | BlockStoreConfig::Postgresql) {
+        missing.push("S3, Swift and RAID blockstores (--blockstore)");
     }
     if cfg.sentry_dsn.is_some() {
         missing.push("Sentry reporting (--sentry-dsn)");
     }
     if cfg.organization_bootstrap_webhook.is_some() {
         missing.push("organization bootstrap webhook (--organization-bootstrap-webhook)");
-    }
-    if cfg.forward_proto_enforce_https.is_some() {
-        missing.push("HTTPS enforcement (--forward-proto-enforce-https)");
     }
     missing
 }
@@ -80,37 +106,85 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
         spontaneous_organization_bootstrap: cfg.spontaneous_organization_bootstrap,
         organization_initial_active_users_limit: cfg.organization_initial_active_users_limit,
         organization_initial_user_profile_outsider_allowed: cfg.organization_initial_user_profile_outsider_allowed,
+        email: parsec_actors::email::EmailConfig {
+            sender: cfg.email.sender().to_string(),
+            transport: match &cfg.email {
+                EmailConfig::Mocked { .. } => parsec_actors::email::EmailTransport::Mocked,
+                EmailConfig::Smtp(s) => parsec_actors::email::EmailTransport::Smtp(parsec_actors::email::SmtpConfig {
+                    host: s.host.clone(),
+                    port: s.port,
+                    user: s.host_user.clone(),
+                    password: s.host_password.as_ref().map(|p| p.expose().to_string()),
+                    use_ssl: s.use_ssl,
+                    use_tls: s.use_tls,
+                    timeout: parsec_actors::email::SmtpConfig::DEFAULT_TIMEOUT,
+                }),
+            },
+        },
+        backend_addr: parsec_actors::email::BackendAddr {
+            netloc: cfg.backend_addr.netloc(),
+            no_ssl: !cfg.backend_addr.use_ssl,
+        },
     };
+    settings.email.validate().map_err(anyhow::Error::msg)?;
     let backend_netloc = cfg.backend_addr.netloc();
     let backend_query = cfg.backend_addr.redirect_query_params();
     let host = cfg.host.clone();
     let port = cfg.port;
 
+    let tls = match (&cfg.ssl_certfile, &cfg.ssl_keyfile) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let forward_proto_enforce_https = cfg.forward_proto_enforce_https.clone();
+
     actix_web::rt::System::new().block_on(async move {
-        let actors = Actors::start(Backends::memory(), settings);
-        let state = http::AppState { actors, backend_netloc, backend_query };
+        let (backends, pg) = match &cfg.db {
+            DbUrl::Mocked => (Backends::memory(), None),
+            DbUrl::Postgresql(url) => {
+                let store = connect_database(&cfg).await?;
+                let blockstore: Arc<dyn BlockStore> = match cfg.blockstore {
+                    BlockStoreConfig::Postgresql => Arc::new(PgBlockStore::new(store.clone())),
+                    _ => Arc::new(MemoryBlockStore::default()),
+                };
+                (Backends::postgres(store.clone(), blockstore), Some((url.expose().to_string(), store)))
+            }
+        };
+        let events = match &pg {
+            Some((_, store)) => EventBus::Postgres(EventWriter::new(store.pool().clone()).start()),
+            None => EventBus::Local,
+        };
+        let actors = Actors::start_with_events(backends, settings, events);
+        if let Some((url, store)) = pg {
+            actix_web::rt::spawn(events::listen(url, store.pool().clone(), actors.broker.clone()));
+        }
+        let broker = actors.broker.clone();
+        let state = http::AppState {
+            actors,
+            backend_netloc,
+            backend_query,
+            forward_proto_enforce_https,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
+                .wrap(middleware::from_fn(http::enforce_https))
                 .wrap(middleware::DefaultHeaders::new().add(("server", "parsec")))
                 .configure(http::configure)
         })
-        .bind((host.as_str(), port))
-        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?
         .disable_signals()
-        .shutdown_timeout(5)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+        let server = match tls {
+            Some(acceptor) => server.bind_openssl((host.as_str(), port), acceptor),
+            None => server.bind((host.as_str(), port)),
+        }
+        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?
         .run();
         println!(
             "Starting Parsec Backend on {host}:{port} (db={} blockstore={} email={} telemetry={} backend_addr={})",
-            match cfg.db {
-                DbUrl::Mocked => "MOCKED",
-                DbUrl::Postgresql(_) => "POSTGRESQL",
-            },
+            cfg.db.kind(),
             cfg.blockstore.kind(),
-            match cfg.email {
-                EmailConfig::Mocked { .. } => "MOCKED",
-                EmailConfig::Smtp(_) => "SMTP",
-            },
+            cfg.email.kind(),
             if cfg.sentry_dsn.is_some() { "on" } else { "off" },
             cfg.backend_addr.to_url(),
         );
@@ -118,10 +192,49 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
         actix_web::rt::spawn(async move {
             wait_for_stop_signal().await;
             println!("bye ;-)");
-            handle.stop(true).await;
+            // Stop accepting, ask websockets to close cleanly, let in-flight
+            // commands finish; whatever is left after the timeout is dropped.
+            let stopping = handle.stop(true);
+            match broker.send(broker::CloseAll).await {
+                Ok(n) => log::info!("shutdown: closing {n} websocket connections"),
+                Err(e) => log::warn!("shutdown: broker unavailable: {e}"),
+            }
+            stopping.await;
         });
         server.await.map_err(anyhow::Error::from)
     })
+}
+
+/// Connects to PostgreSQL as the reference does: a connection error is
+/// retried after `--pause-before-retry-database-connection`, up to
+/// `--maximum-database-connection-attempts` (0: never retry). A database that
+/// is not migrated, or newer than this binary, is a clear error, not retried.
+async fn connect_database(cfg: &RunConfig) -> anyhow::Result<PgStore> {
+    let DbUrl::Postgresql(url) = &cfg.db else { anyhow::bail!("not a PostgreSQL database") };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let url_owned = url.expose().to_string();
+        let checked = tokio::task::spawn_blocking(move || parsec_schema::check_blocking(&url_owned)).await?;
+        match checked {
+            Ok(()) => break,
+            Err(parsec_schema::SchemaError::Connection(e)) if attempt < cfg.maximum_database_connection_attempts => {
+                log::warn!(
+                    "database unreachable (attempt {attempt}/{}): {e}; retrying in {:?}",
+                    cfg.maximum_database_connection_attempts,
+                    cfg.pause_before_retry_database_connection
+                );
+                tokio::time::sleep(cfg.pause_before_retry_database_connection).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let store = PgStore::connect(url.expose(), cfg.db_max_connections as usize, DB_TIMEOUT)?;
+    store
+        .warm_up(cfg.db_min_connections as usize)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database connections: {:#}", e.0))?;
+    Ok(store)
 }
 
 /// SIGINT or SIGTERM.

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use parsec_protocol::cmds::authenticated::{
-    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate,
+    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead,
+    VlobUpdate,
 };
 use parsec_protocol::types::*;
 
@@ -28,7 +29,8 @@ use crate::blockstore::{BlockStore, BlockStoreError};
 // ------------------------------------------------------------------ rules
 
 /// Roles that may write vlobs and blocks.
-pub const WRITE_ROLES: [RealmRole; 3] = [RealmRole::Owner, RealmRole::Manager, RealmRole::Contributor];
+pub const WRITE_ROLES: [RealmRole; 3] =
+    [RealmRole::Owner, RealmRole::Manager, RealmRole::Contributor];
 
 /// Any current role reads (vlob read/poll/list, block read, realm status, stats, certificates).
 pub fn can_read(role: Option<RealmRole>) -> bool {
@@ -49,8 +51,13 @@ pub fn can_maintain(role: Option<RealmRole>) -> bool {
 /// `existing` (commands.md §8.5 step 11): touching an OWNER or MANAGER role,
 /// either as the old or the new role, needs an OWNER; anything else needs an
 /// OWNER or a MANAGER.
-pub fn may_grant(author: Option<RealmRole>, existing: Option<RealmRole>, new: Option<RealmRole>) -> bool {
-    let is_management = |r: Option<RealmRole>| matches!(r, Some(RealmRole::Owner | RealmRole::Manager));
+pub fn may_grant(
+    author: Option<RealmRole>,
+    existing: Option<RealmRole>,
+    new: Option<RealmRole>,
+) -> bool {
+    let is_management =
+        |r: Option<RealmRole>| matches!(r, Some(RealmRole::Owner | RealmRole::Manager));
     if is_management(existing) || is_management(new) {
         author == Some(RealmRole::Owner)
     } else {
@@ -73,11 +80,20 @@ pub fn removes_management(new: Option<RealmRole>) -> bool {
 /// The entry deciding a user's current role: the certificate with the
 /// greatest timestamp (commands.md §0.5). Among equal timestamps (which
 /// `realm_update_roles` prevents) the last stored wins.
-pub fn last_role_of<'a>(roles: &'a [RealmGrantedRole], user: &UserId) -> Option<&'a RealmGrantedRole> {
+pub fn last_role_of<'a>(
+    roles: &'a [RealmGrantedRole],
+    user: &UserId,
+) -> Option<&'a RealmGrantedRole> {
     roles
         .iter()
         .filter(|r| &r.user_id == user)
-        .reduce(|best, r| if r.granted_on >= best.granted_on { r } else { best })
+        .reduce(|best, r| {
+            if r.granted_on >= best.granted_on {
+                r
+            } else {
+                best
+            }
+        })
 }
 
 /// What an operation does to a realm's data, for [`check_realm_state`].
@@ -112,11 +128,16 @@ pub fn check_realm_state(
 ) -> Result<(), RealmStateError> {
     let current = status.encryption_revision;
     let in_maintenance = status.maintenance.is_some();
-    let in_reencryption = status.maintenance.as_ref().is_some_and(|m| m.kind == MaintenanceType::Reencryption);
+    let in_reencryption = status
+        .maintenance
+        .as_ref()
+        .is_some_and(|m| m.kind == MaintenanceType::Reencryption);
     if kind == OperationKind::DataRead && in_reencryption {
         return match encryption_revision {
             Some(e) if same_revision(e, current) => Err(RealmStateError::InMaintenance),
-            Some(e) if !same_revision(e, current.saturating_sub(1)) => Err(RealmStateError::BadEncryptionRevision),
+            Some(e) if !same_revision(e, current.saturating_sub(1)) => {
+                Err(RealmStateError::BadEncryptionRevision)
+            }
             _ => Ok(()),
         };
     }
@@ -263,10 +284,23 @@ pub enum RealmFinishReencryptionError {
 #[async_trait]
 pub trait RealmBackend: Send + Sync {
     /// Creates the realm with its self-signed OWNER role (revision 1, no maintenance).
-    async fn create(&self, org: &OrganizationId, role: RealmGrantedRole) -> Result<(), RealmCreateError>;
-    async fn get_status(&self, org: &OrganizationId, user: &UserId, realm_id: Uuid)
-    -> Result<RealmStatus, RealmReadError>;
-    async fn get_stats(&self, org: &OrganizationId, user: &UserId, realm_id: Uuid) -> Result<RealmStats, RealmReadError>;
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        role: RealmGrantedRole,
+    ) -> Result<(), RealmCreateError>;
+    async fn get_status(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+    ) -> Result<RealmStatus, RealmReadError>;
+    async fn get_stats(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+    ) -> Result<RealmStats, RealmReadError>;
     /// Every role certificate of the realm, by certificate timestamp.
     async fn get_role_certificates(
         &self,
@@ -302,7 +336,11 @@ pub trait RealmBackend: Send + Sync {
         now: DateTime,
     ) -> Result<u64, RealmFinishReencryptionError>;
     /// Realms where the user's current role is not nil (`events_subscribe`).
-    async fn get_realms_for_user(&self, org: &OrganizationId, user: &UserId) -> Result<HashSet<Uuid>, Internal>;
+    async fn get_realms_for_user(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+    ) -> Result<HashSet<Uuid>, Internal>;
 }
 
 // ------------------------------------------------------------------ vlobs
@@ -437,8 +475,18 @@ pub enum VlobMaintenanceError {
 #[async_trait]
 pub trait VlobBackend: Send + Sync {
     /// Writes version 1; returns the new checkpoint.
-    async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError>;
-    async fn read(&self, org: &OrganizationId, user: &UserId, req: &VlobRead) -> Result<VlobVersionRead, VlobReadError>;
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        author: &DeviceId,
+        req: &VlobCreate,
+    ) -> Result<u64, VlobCreateError>;
+    async fn read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        req: &VlobRead,
+    ) -> Result<VlobVersionRead, VlobReadError>;
     /// Writes the next version; returns the new checkpoint and the realm (for the event).
     async fn update(
         &self,
@@ -531,7 +579,12 @@ pub trait BlockBackend: Send + Sync {
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError>;
     /// Checks that the block exists and that the requester may read it.
-    async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;
+    async fn check_read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        block_id: Uuid,
+    ) -> Result<(), BlockReadError>;
 }
 
 // ------------------------------------------------------------------ messages
@@ -548,7 +601,12 @@ pub struct InboxMessage {
 #[async_trait]
 pub trait MessageBackend: Send + Sync {
     /// The user's messages in arrival order, skipping the first `offset`.
-    async fn get(&self, org: &OrganizationId, recipient: &UserId, offset: u64) -> Result<Vec<InboxMessage>, Internal>;
+    async fn get(
+        &self,
+        org: &OrganizationId,
+        recipient: &UserId,
+        offset: u64,
+    ) -> Result<Vec<InboxMessage>, Internal>;
 }
 
 #[cfg(test)]
@@ -556,7 +614,13 @@ mod tests {
     use super::*;
     use RealmRole::*;
 
-    const ALL: [Option<RealmRole>; 5] = [None, Some(Owner), Some(Manager), Some(Contributor), Some(Reader)];
+    const ALL: [Option<RealmRole>; 5] = [
+        None,
+        Some(Owner),
+        Some(Manager),
+        Some(Contributor),
+        Some(Reader),
+    ];
 
     #[test]
     fn access_levels() {
@@ -592,7 +656,10 @@ mod tests {
     #[test]
     fn timestamp_checks_on_downgrade() {
         assert_eq!(ALL.map(removes_write), [true, false, false, false, true]);
-        assert_eq!(ALL.map(removes_management), [true, false, false, true, true]);
+        assert_eq!(
+            ALL.map(removes_management),
+            [true, false, false, true, true]
+        );
     }
 
     fn role(user: &str, at: i64, role: Option<RealmRole>) -> RealmGrantedRole {
@@ -609,7 +676,12 @@ mod tests {
     #[test]
     fn current_role_is_the_latest_certificate() {
         let bob = UserId::parse("bob").unwrap();
-        let roles = [role("bob", 3, None), role("alice", 9, Some(Owner)), role("bob", 5, Some(Reader)), role("bob", 1, Some(Owner))];
+        let roles = [
+            role("bob", 3, None),
+            role("alice", 9, Some(Owner)),
+            role("bob", 5, Some(Reader)),
+            role("bob", 1, Some(Owner)),
+        ];
         assert_eq!(last_role_of(&roles, &bob).unwrap().role, Some(Reader));
         assert!(last_role_of(&roles, &UserId::parse("carol").unwrap()).is_none());
     }
@@ -631,23 +703,53 @@ mod tests {
         use RealmStateError::*;
         let idle = status(2, None);
         assert_eq!(check_realm_state(&idle, DataRead, Some(2)), Ok(()));
-        assert_eq!(check_realm_state(&idle, DataRead, Some(1)), Err(BadEncryptionRevision));
-        assert_eq!(check_realm_state(&idle, DataWrite, Some(3)), Err(BadEncryptionRevision));
+        assert_eq!(
+            check_realm_state(&idle, DataRead, Some(1)),
+            Err(BadEncryptionRevision)
+        );
+        assert_eq!(
+            check_realm_state(&idle, DataWrite, Some(3)),
+            Err(BadEncryptionRevision)
+        );
         assert_eq!(check_realm_state(&idle, DataWrite, None), Ok(()));
-        assert_eq!(check_realm_state(&idle, Maintenance, Some(2)), Err(NotInMaintenance));
+        assert_eq!(
+            check_realm_state(&idle, Maintenance, Some(2)),
+            Err(NotInMaintenance)
+        );
 
         let reencrypting = status(3, Some(MaintenanceType::Reencryption));
         // Reads go to the previous revision while the new one is filled.
         assert_eq!(check_realm_state(&reencrypting, DataRead, Some(2)), Ok(()));
         assert_eq!(check_realm_state(&reencrypting, DataRead, None), Ok(()));
-        assert_eq!(check_realm_state(&reencrypting, DataRead, Some(3)), Err(InMaintenance));
-        assert_eq!(check_realm_state(&reencrypting, DataRead, Some(1)), Err(BadEncryptionRevision));
-        assert_eq!(check_realm_state(&reencrypting, DataRead, Some(-1)), Err(BadEncryptionRevision));
-        assert_eq!(check_realm_state(&reencrypting, DataWrite, Some(3)), Err(InMaintenance));
-        assert_eq!(check_realm_state(&reencrypting, Maintenance, Some(3)), Ok(()));
-        assert_eq!(check_realm_state(&reencrypting, Maintenance, Some(2)), Err(BadEncryptionRevision));
+        assert_eq!(
+            check_realm_state(&reencrypting, DataRead, Some(3)),
+            Err(InMaintenance)
+        );
+        assert_eq!(
+            check_realm_state(&reencrypting, DataRead, Some(1)),
+            Err(BadEncryptionRevision)
+        );
+        assert_eq!(
+            check_realm_state(&reencrypting, DataRead, Some(-1)),
+            Err(BadEncryptionRevision)
+        );
+        assert_eq!(
+            check_realm_state(&reencrypting, DataWrite, Some(3)),
+            Err(InMaintenance)
+        );
+        assert_eq!(
+            check_realm_state(&reencrypting, Maintenance, Some(3)),
+            Ok(())
+        );
+        assert_eq!(
+            check_realm_state(&reencrypting, Maintenance, Some(2)),
+            Err(BadEncryptionRevision)
+        );
 
         let collecting = status(1, Some(MaintenanceType::GarbageCollection));
-        assert_eq!(check_realm_state(&collecting, DataRead, None), Err(InMaintenance));
+        assert_eq!(
+            check_realm_state(&collecting, DataRead, None),
+            Err(InMaintenance)
+        );
     }
 }

@@ -9,6 +9,9 @@
 //! Realms, vlobs, blocks and messages live in [`data`].
 
 mod data;
+mod invite;
+mod pki;
+mod user;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +27,10 @@ struct OrgState {
     users: BTreeMap<UserId, User>,
     devices: BTreeMap<DeviceId, Device>,
     data: data::DataState,
+    /// Invitations and their conduits.
+    invites: invite::InviteState,
+    /// PKI enrollments in submission order.
+    pki: Vec<PkiEnrollment>,
 }
 
 impl OrgState {
@@ -89,6 +96,8 @@ impl OrganizationBackend for MemoryStore {
                 users: BTreeMap::new(),
                 devices: BTreeMap::new(),
                 data: data::DataState::default(),
+                invites: invite::InviteState::default(),
+                pki: Vec::new(),
             },
         );
         Ok(())
@@ -213,4 +222,31 @@ impl UserBackend for MemoryStore {
         }
         Ok(out)
     }
+
+    async fn create_user(
+        &self,
+        org: &OrganizationId,
+        user: User,
+        first_device: Device,
+        now: DateTime,
+    ) -> Result<(), UserCreateError> {
+        user::create_user(self.lock().get_mut(org).ok_or_else(vanished)?, user, first_device, now)
+    }
+
+    async fn create_device(&self, org: &OrganizationId, device: Device) -> Result<(), DeviceCreateError> {
+        user::create_device(self.lock().get_mut(org).ok_or_else(vanished)?, device)
+    }
+
+    async fn revoke_user(&self, org: &OrganizationId, revocation: UserRevocation) -> Result<(), UserRevokeError> {
+        user::revoke_user(self.lock().get_mut(org).ok_or(UserRevokeError::NotFound)?, revocation)
+    }
+
+    async fn find_humans(&self, org: &OrganizationId, query: &HumanFindQuery) -> Result<HumanFindPage, Internal> {
+        Ok(user::find_humans(self.lock().get(org).ok_or_else(vanished)?, query))
+    }
+}
+
+/// An authenticated request's organization is gone: only a bug gets here.
+fn vanished() -> Internal {
+    Internal(anyhow::anyhow!("organization vanished from the memory store"))
 }

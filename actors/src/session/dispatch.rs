@@ -12,7 +12,8 @@ use crate::backend::Internal;
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
 use crate::event::Event;
 use crate::organization::{self, BootstrapRequest};
-use crate::{Actors, block, message, realm, user, vlob};
+use crate::invite::{self, ClaimerOutcome};
+use crate::{Actors, block, message, pki, realm, user, vlob};
 
 fn not_implemented(who: &dyn std::fmt::Display, cmd: &str) -> Result<Value, Internal> {
     log::warn!("{who} cmd={cmd}: not implemented yet, answered unknown_command");
@@ -59,44 +60,68 @@ pub(crate) async fn authenticated(
         R::RealmUpdateRoles(r) => realm::update_roles(&actors, c, r).await,
         R::RealmStartReencryptionMaintenance(r) => realm::start_reencryption_maintenance(&actors, c, r).await,
         R::RealmFinishReencryptionMaintenance(r) => realm::finish_reencryption_maintenance(&actors, c, r).await,
-        R::UserCreate(_)
-        | R::UserRevoke(_)
-        | R::DeviceCreate(_)
-        | R::HumanFind(_)
-        | R::InviteNew(_)
-        | R::InviteDelete(_)
-        | R::InviteList
-        | R::Invite1GreeterWaitPeer(_)
-        | R::Invite2aGreeterGetHashedNonce(_)
-        | R::Invite2bGreeterSendNonce(_)
-        | R::Invite3aGreeterWaitPeerTrust(_)
-        | R::Invite3bGreeterSignifyTrust(_)
-        | R::Invite4GreeterCommunicate(_)
-        | R::PkiEnrollmentList
-        | R::PkiEnrollmentReject(_)
-        | R::PkiEnrollmentAccept(_) => not_implemented(c, cmd),
+        R::UserCreate(r) => user::create(&actors, c, r).await,
+        R::UserRevoke(r) => user::revoke(&actors, c, r).await,
+        R::DeviceCreate(r) => user::create_device(&actors, c, r).await,
+        R::HumanFind(r) => user::find_humans(&actors, c, r).await,
+        R::PkiEnrollmentList => pki::list(&actors, c).await,
+        R::PkiEnrollmentReject(r) => pki::reject(&actors, c, r).await,
+        R::PkiEnrollmentAccept(r) => pki::accept(&actors, c, r).await,
+        R::InviteNew(r) => invite::new(&actors, c, r).await,
+        R::InviteDelete(r) => invite::delete(&actors, c, r).await,
+        R::InviteList => invite::list(&actors, c).await,
+        R::Invite1GreeterWaitPeer(r) => invite::greeter_1_wait_peer(&actors, c, r).await,
+        R::Invite2aGreeterGetHashedNonce(r) => invite::greeter_2a_get_hashed_nonce(&actors, c, r).await,
+        R::Invite2bGreeterSendNonce(r) => invite::greeter_2b_send_nonce(&actors, c, r).await,
+        R::Invite3aGreeterWaitPeerTrust(r) => invite::greeter_3a_wait_peer_trust(&actors, c, r).await,
+        R::Invite3bGreeterSignifyTrust(r) => invite::greeter_3b_signify_trust(&actors, c, r).await,
+        R::Invite4GreeterCommunicate(r) => invite::greeter_4_communicate(&actors, c, r).await,
+    }
+}
+
+/// What the connection does with a command's outcome.
+pub(crate) enum Reply {
+    /// Answer it.
+    Send(Value),
+    /// A claimer step found its invitation deleted: close (1000) without
+    /// answering, as the reference does.
+    CloseInvited,
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Send(v)
+    }
+}
+
+impl From<ClaimerOutcome> for Reply {
+    fn from(o: ClaimerOutcome) -> Self {
+        match o {
+            ClaimerOutcome::Rep(v) => Reply::Send(v),
+            ClaimerOutcome::InvitationDeleted => Reply::CloseInvited,
+        }
     }
 }
 
 /// Runs one invited (claimer) command.
 pub(crate) async fn invited(
-    _actors: Actors,
+    actors: Actors,
     client: std::sync::Arc<InvitedClient>,
     req: invited::AnyReq,
-) -> Result<Value, Internal> {
+) -> Result<Reply, Internal> {
     use invited::AnyReq as R;
-    let cmd = req.name();
-    let who = format!("conn={} org={} invitation", client.conn_id, client.org);
-    match req {
-        R::Ping(r) => Ok(pong(r.ping)),
-        R::InviteInfo
-        | R::Invite1ClaimerWaitPeer(_)
-        | R::Invite2aClaimerSendHashedNonce(_)
-        | R::Invite2bClaimerSendNonce(_)
-        | R::Invite3aClaimerSignifyTrust
-        | R::Invite3bClaimerWaitPeerTrust
-        | R::Invite4ClaimerCommunicate(_) => not_implemented(&who, cmd),
-    }
+    let c = &*client;
+    let outcome = match req {
+        R::Ping(r) => return Ok(pong(r.ping).into()),
+        R::InviteInfo => return Ok(invite::info(c).into()),
+        R::Invite1ClaimerWaitPeer(r) => invite::claimer_1_wait_peer(&actors, c, r).await,
+        R::Invite2aClaimerSendHashedNonce(r) => invite::claimer_2a_send_hashed_nonce(&actors, c, r).await,
+        R::Invite2bClaimerSendNonce(r) => invite::claimer_2b_send_nonce(&actors, c, r).await,
+        R::Invite3aClaimerSignifyTrust => invite::claimer_3a_signify_trust(&actors, c).await,
+        R::Invite3bClaimerWaitPeerTrust => invite::claimer_3b_wait_peer_trust(&actors, c).await,
+        R::Invite4ClaimerCommunicate(r) => invite::claimer_4_communicate(&actors, c, r).await,
+    };
+    outcome.map(Reply::from)
 }
 
 /// Runs one legacy API v1 anonymous command.

@@ -96,15 +96,22 @@ pub(crate) async fn identify(
                 verify_key: device.verify_key,
             }))
         }
-        Answer::Invited { ref organization_id, invitation_type, token, .. } => {
+        Answer::Invited { invitation_type, token, .. } => {
             let org = organization(&actors, &answer).await?.ok_or(HandshakeError::BadIdentity)?;
             if org.is_expired {
                 return Err(expired(&actors, &org));
             }
-            // Invitations land with the Identity issue: until then no
-            // invitation exists, which is exactly this refusal.
-            let _ = (organization_id, invitation_type, token, conn_id);
-            Err(HandshakeError::InvitationNotFound.into())
+            // The two help texts are matched by the client (README §0 item 3).
+            let invitation = match crate::invite::lookup(&actors, &org.id, token).await {
+                Ok(invitation) => invitation,
+                Err(InviteLookupError::NotFound) => return Err(HandshakeError::InvitationNotFound.into()),
+                Err(InviteLookupError::AlreadyDeleted) => return Err(HandshakeError::InvitationAlreadyDeleted.into()),
+                Err(InviteLookupError::Internal(e)) => return Err(e.into()),
+            };
+            if invitation.kind.invitation_type() != invitation_type {
+                return Err(HandshakeError::BadIdentity.into());
+            }
+            Ok(Identity::Invited(InvitedClient { conn_id, org: org.id, invitation_type, token, invitation }))
         }
         Answer::AnonymousV1 { ref organization_id, rvk, .. } => {
             let org = match organization(&actors, &answer).await? {

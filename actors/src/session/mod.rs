@@ -12,7 +12,14 @@
 //!    while a command (or `events_listen`) waits.
 //!
 //! `events_listen(wait=true)` parks the connection until an event arrives;
-//! a new request abandons it without a reply (README §5.5).
+//! a new request abandons it without a reply (README §5.5), and so does
+//! `invite_1_claimer_wait_peer`.
+//!
+//! Invited (claimer) connections are registered with the broker and announce
+//! READY / IDLE to the greeter when they open / end. Deleting their
+//! invitation closes them (1000, no message), after the answer of the command
+//! they are running; a claimer step that finds its invitation deleted closes
+//! without answering (README §6).
 //!
 //! Fatal input: an undecodable message or a text frame gets
 //! `invalid_msg_format` then a close frame; a websocket framing violation
@@ -41,6 +48,7 @@ use crate::anonymous::status_of;
 use crate::backend::Internal;
 use crate::broker::{self, ConnInfo, Push};
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
+use dispatch::Reply;
 use handshake::{Identity, Refusal};
 use ws::{Assembler, CloseCode, CloseReason, Incoming, WebsocketContext};
 
@@ -91,6 +99,9 @@ pub struct ClientSession {
     /// Set by the broker when this connection could not keep up.
     overflowed: Arc<AtomicBool>,
     closing: bool,
+    /// Invited: the invitation was deleted while a command ran; close once
+    /// it has answered, and take no new request.
+    close_after_reply: bool,
 }
 
 impl ClientSession {
@@ -106,6 +117,7 @@ impl ClientSession {
             subscribed: false,
             overflowed: Arc::new(AtomicBool::new(false)),
             closing: false,
+            close_after_reply: false,
         }
     }
 
@@ -136,7 +148,7 @@ impl ClientSession {
     }
 
     fn on_message(&mut self, raw: Bytes, ctx: &mut WebsocketContext<Self>) {
-        if self.closing {
+        if self.closing || self.close_after_reply {
             return;
         }
         if let Phase::Challenge(challenge) = self.phase {
@@ -184,7 +196,19 @@ impl ClientSession {
                         });
                         Phase::Authenticated(Arc::new(c))
                     }
-                    Identity::Invited(c) => Phase::Invited(Arc::new(c)),
+                    Identity::Invited(c) => {
+                        log::info!("conn={} org={}: invited", c.conn_id, c.org);
+                        // Registered before READY goes out, so that a deletion
+                        // the greeter makes on seeing READY reaches us.
+                        self.actors.broker.do_send(broker::RegisterInvited {
+                            org: c.org.clone(),
+                            token: c.token,
+                            conn_id: c.conn_id,
+                            addr: ctx.address().recipient(),
+                        });
+                        crate::invite::claimer_presence(&self.actors, &c, true);
+                        Phase::Invited(Arc::new(c))
+                    }
                     Identity::AnonymousV1(c) => Phase::AnonymousV1(Arc::new(c)),
                 };
                 self.pump(ctx);
@@ -213,10 +237,15 @@ impl ClientSession {
                 }
             };
             let started = Instant::now();
-            let fut: LocalBoxFuture<(String, Result<Value, Internal>)> = match &self.phase {
+            let mut cancellable = false;
+            let fut: LocalBoxFuture<(String, Result<Reply, Internal>)> = match &self.phase {
                 Phase::Authenticated(client) => match authenticated::AnyReq::load(&map) {
                     Err(e) => {
-                        self.reply_bad_request(ctx, &e);
+                        // Some profile checks come before parsing in the reference.
+                        match crate::permissions::refused_before_parsing(client, &e) {
+                            Some(rep) => self.send(ctx, &rep),
+                            None => self.reply_bad_request(ctx, &e),
+                        }
                         continue;
                     }
                     Ok(authenticated::AnyReq::EventsSubscribe) => {
@@ -230,7 +259,7 @@ impl ClientSession {
                         // until the broker has the subscription.
                         let who = format!("{client} cmd=events_subscribe");
                         let fut = events_subscribe(self.actors.clone(), client.clone());
-                        Box::pin(async move { (who, fut.await) })
+                        Box::pin(async move { (who, fut.await.map(Reply::from)) })
                     }
                     Ok(authenticated::AnyReq::EventsListen(r)) => {
                         if let Some(ev) = self.events.pop_front() {
@@ -246,7 +275,7 @@ impl ClientSession {
                         let who = client.to_string();
                         let cmd = req.name();
                         let fut = dispatch::authenticated(self.actors.clone(), client.clone(), req);
-                        Box::pin(async move { (format!("{who} cmd={cmd}"), fut.await) })
+                        Box::pin(async move { (format!("{who} cmd={cmd}"), fut.await.map(Reply::from)) })
                     }
                 },
                 Phase::Invited(client) => match invited::AnyReq::load(&map) {
@@ -255,6 +284,8 @@ impl ClientSession {
                         continue;
                     }
                     Ok(req) => {
+                        // A long request: the next one abandons it (README §5.5).
+                        cancellable = matches!(req, invited::AnyReq::Invite1ClaimerWaitPeer(_));
                         let who = format!("conn={} org={} invited cmd={}", client.conn_id, client.org, req.name());
                         let fut = dispatch::invited(self.actors.clone(), client.clone(), req);
                         Box::pin(async move { (who, fut.await) })
@@ -268,7 +299,7 @@ impl ClientSession {
                     Ok(req) => {
                         let who = format!("conn={} org={} anonymous cmd={}", client.conn_id, client.org, req.name());
                         let fut = dispatch::anonymous_v1(self.actors.clone(), client.clone(), req);
-                        Box::pin(async move { (who, fut.await) })
+                        Box::pin(async move { (who, fut.await.map(Reply::from)) })
                     }
                 },
                 Phase::Challenge(_) | Phase::Handshaking => {
@@ -280,10 +311,18 @@ impl ClientSession {
             let handle = ctx.spawn(fut.into_actor(self).map(move |(who, out), act, ctx| {
                 act.in_flight = None;
                 match out {
-                    Ok(rep) => {
+                    Ok(Reply::Send(rep)) => {
                         log::info!("{who} status={} {}ms", status_of(&rep), started.elapsed().as_millis());
                         act.send(ctx, &rep);
+                        if act.close_after_reply {
+                            log::info!("{who}: invitation deleted, closing after the answer");
+                            return act.close(ctx, CloseCode::Normal);
+                        }
                         act.pump(ctx);
+                    }
+                    Ok(Reply::CloseInvited) => {
+                        log::info!("{who}: invitation deleted, closing without answer");
+                        act.close(ctx, CloseCode::Normal);
                     }
                     Err(e) => {
                         log::error!("{who}: internal error: {:#}", e.0);
@@ -291,7 +330,7 @@ impl ClientSession {
                     }
                 }
             }));
-            self.in_flight = Some(InFlight::Command { handle, cancellable: false });
+            self.in_flight = Some(InFlight::Command { handle, cancellable });
         }
     }
 
@@ -352,6 +391,13 @@ impl Actor for ClientSession {
             self.actors.broker.do_send(broker::Unregister { org: c.org.clone(), conn_id: c.conn_id });
             log::info!("{c}: disconnected");
         }
+        if let Phase::Invited(c) = &self.phase {
+            let msg = broker::UnregisterInvited { org: c.org.clone(), token: c.token, conn_id: c.conn_id };
+            self.actors.broker.do_send(msg);
+            // IDLE for the greeter, even after a deletion (README §6).
+            crate::invite::claimer_presence(&self.actors, c, false);
+            log::info!("conn={} org={}: invited connection ended", c.conn_id, c.org);
+        }
     }
 }
 
@@ -396,6 +442,20 @@ impl Handler<Push> for ClientSession {
             Push::Close => {
                 log::info!("conn={}: closed by the server (revoked user or expired organization)", self.conn_id);
                 self.close(ctx, CloseCode::Normal);
+            }
+            Push::InvitationDeleted => {
+                // The command running may be the claimer's last
+                // `invite_4_claimer_communicate`, whose answer the client
+                // needs: let it answer first (a conduit step still waiting
+                // is woken by the same deletion and closes without answer).
+                // Queued requests are dropped.
+                self.queue.clear();
+                if matches!(self.in_flight, Some(InFlight::Command { .. })) {
+                    self.close_after_reply = true;
+                } else {
+                    log::info!("conn={}: invitation deleted, closing", self.conn_id);
+                    self.close(ctx, CloseCode::Normal);
+                }
             }
             Push::Event(ev) => {
                 if matches!(self.in_flight, Some(InFlight::Listening)) {

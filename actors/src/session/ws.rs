@@ -45,7 +45,12 @@ struct FrameGuard<S> {
 
 impl<S> FrameGuard<S> {
     fn new(inner: S) -> Self {
-        Self { inner, header: Vec::with_capacity(14), remaining: 0, failed: false }
+        Self {
+            inner,
+            header: Vec::with_capacity(14),
+            remaining: 0,
+            failed: false,
+        }
     }
 
     /// `(header length, payload length)` once the header is complete enough to tell.

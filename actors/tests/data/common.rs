@@ -1,15 +1,17 @@
 //! Harness of the data behaviour suite: an organization bootstrapped through
-//! the real command, extra users seeded into the memory store, role
-//! certificates signed like the 2.10 client does, and an event listener
-//! registered with the broker like a subscribed connection.
+//! the real command, extra users created through the public [`UserBackend`]
+//! seam, role certificates signed like the 2.10 client does, and an event
+//! listener registered with the broker like a subscribed connection.
+//!
+//! The store is [`Backends::for_tests`]: memory by default, a fresh
+//! PostgreSQL database with `PARSEC_TEST_DB=postgresql`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use ed25519_dalek::{Signer, SigningKey};
-use parsec_actors::backend::memory::MemoryStore;
-use parsec_actors::backend::{Backends, Device, User};
+use parsec_actors::backend::{Backends, Device, User, UserRevocation};
 use parsec_actors::broker::{ConnInfo, Push, Register, Subscribe};
 use parsec_actors::client::AuthenticatedClient;
 use parsec_actors::organization::{self, BootstrapRequest, CreateOrganization};
@@ -65,8 +67,11 @@ impl Dev {
 /// One organization in a fresh server.
 pub struct Env {
     pub actors: Actors,
-    pub store: Arc<MemoryStore>,
+    /// The stores behind the actors, for tests that call them directly.
+    pub backends: Backends,
     pub org: OrganizationId,
+    /// The bootstrap device (`alice@dev1`), certifier of the users added.
+    pub admin: DeviceId,
 }
 
 fn settings() -> Settings {
@@ -75,19 +80,21 @@ fn settings() -> Settings {
         spontaneous_organization_bootstrap: false,
         organization_initial_active_users_limit: None,
         organization_initial_user_profile_outsider_allowed: true,
+        email: Default::default(),
+        backend_addr: Default::default(),
     }
 }
 
 impl Env {
-    /// A server on the memory store, with `CoolOrg` bootstrapped by `alice@dev1` (ADMIN).
+    /// A server on the test store, with `CoolOrg` bootstrapped by `alice@dev1` (ADMIN).
     pub async fn start() -> (Env, Dev) {
         Self::start_with(|b| b).await
     }
 
     /// Same, letting the test swap backends (e.g. a failing block store).
     pub async fn start_with(tweak: impl FnOnce(Backends) -> Backends) -> (Env, Dev) {
-        let store = Arc::new(MemoryStore::default());
-        let actors = Actors::start(tweak(Backends::from_memory_store(store.clone())), settings());
+        let backends = tweak(Backends::for_tests().await);
+        let actors = Actors::start(backends.clone(), settings());
         let org = OrganizationId::parse("CoolOrg").unwrap();
         let create = CreateOrganization {
             id: org.clone(),
@@ -105,7 +112,7 @@ impl Env {
             author: None,
             timestamp: t,
             user_id: device_id.user_id(),
-            human_handle: Some(HumanHandle::new("alice@example.com", "Alice").unwrap()),
+            human_handle: None,
             public_key: [1; 32],
             profile: UserProfile::Admin,
         };
@@ -129,7 +136,12 @@ impl Env {
         let rep = organization::bootstrap(&actors, &org, req).await.unwrap();
         assert_eq!(status(&rep), "ok", "{rep:?}");
 
-        let env = Env { actors, store, org };
+        let env = Env {
+            actors,
+            backends,
+            org,
+            admin: device_id,
+        };
         let alice = env.dev("alice@dev1", UserProfile::Admin, key);
         (env, alice)
     }
@@ -149,17 +161,9 @@ impl Env {
         Dev { client, key }
     }
 
-    /// Seeds a user with one device, bypassing `user_create`.
-    pub fn add_user(&self, device_id: &str, profile: UserProfile) -> Dev {
-        self.put_user(device_id, profile, None)
-    }
-
-    /// Seeds a user revoked at `revoked_on`.
-    pub fn add_revoked_user(&self, device_id: &str, revoked_on: DateTime) -> Dev {
-        self.put_user(device_id, UserProfile::Standard, Some(revoked_on))
-    }
-
-    fn put_user(&self, device_id: &str, profile: UserProfile, revoked_on: Option<DateTime>) -> Dev {
+    /// Creates a user with one device through [`UserBackend::create_user`]
+    /// (certificates are not checked there, so they are left empty).
+    pub async fn add_user(&self, device_id: &str, profile: UserProfile) -> Dev {
         let dev = self.dev(device_id, profile, new_key());
         let user = User {
             user_id: dev.user_id(),
@@ -167,29 +171,62 @@ impl Env {
             profile,
             user_certificate: vec![],
             redacted_user_certificate: vec![],
-            user_certifier: None,
+            user_certifier: Some(self.admin.clone()),
             created_on: at(-60),
-            revoked_on,
+            revoked_on: None,
             revoked_user_certificate: None,
             revoked_user_certifier: None,
         };
-        let device = Device {
+        let device = self.device_of(&dev);
+        self.backends
+            .user
+            .create_user(&self.org, user, device, now())
+            .await
+            .unwrap();
+        dev
+    }
+
+    /// Creates a STANDARD user revoked at `revoked_on` (possibly in the future).
+    pub async fn add_revoked_user(&self, device_id: &str, revoked_on: DateTime) -> Dev {
+        let dev = self.add_user(device_id, UserProfile::Standard).await;
+        self.revoke(&dev, revoked_on).await;
+        dev
+    }
+
+    /// Revokes the user of `dev` at `revoked_on` through [`UserBackend::revoke_user`].
+    pub async fn revoke(&self, dev: &Dev, revoked_on: DateTime) {
+        let revocation = UserRevocation {
+            user_id: dev.user_id(),
+            revoked_on,
+            revoked_user_certificate: b"revoked".to_vec(),
+            revoked_user_certifier: self.admin.clone(),
+        };
+        self.backends.user.revoke_user(&self.org, revocation).await.unwrap();
+    }
+
+    /// Another device of an existing user (same user id, its own key),
+    /// created through [`UserBackend::create_device`].
+    pub async fn second_device(&self, of: &Dev, name: &str) -> Dev {
+        let device_id = format!("{}@{name}", of.user_id());
+        let dev = self.dev(&device_id, of.client.profile, new_key());
+        self.backends
+            .user
+            .create_device(&self.org, self.device_of(&dev))
+            .await
+            .unwrap();
+        dev
+    }
+
+    fn device_of(&self, dev: &Dev) -> Device {
+        Device {
             device_id: dev.client.device_id.clone(),
             device_label: None,
             device_certificate: vec![],
             redacted_device_certificate: vec![],
-            device_certifier: None,
+            device_certifier: Some(self.admin.clone()),
             created_on: at(-60),
             verify_key: dev.client.verify_key,
-        };
-        assert!(self.store.put_user_unchecked(&self.org, user, vec![device]));
-        dev
-    }
-
-    /// Another device of an existing user (same user id, its own key).
-    pub fn second_device(&self, of: &Dev, name: &str) -> Dev {
-        let device_id = format!("{}@{name}", of.user_id());
-        self.dev(&device_id, of.client.profile, new_key())
+        }
     }
 
     // ------------------------------------------------------------ commands
@@ -198,9 +235,12 @@ impl Env {
     /// certificate's timestamp.
     pub async fn create_realm(&self, dev: &Dev) -> (Uuid, DateTime) {
         let realm_id = Uuid::new_v4();
-        let t = at(-5);
+        // Early enough for the tests' later role changes and writes.
+        let t = at(-30);
         let cert = dev.role_cert(realm_id, &dev.user_id(), Some(RealmRole::Owner), t);
-        let rep = realm::create(&self.actors, &dev.client, req::RealmCreate { role_certificate: cert }).await.unwrap();
+        let rep = realm::create(&self.actors, &dev.client, req::RealmCreate { role_certificate: cert })
+            .await
+            .unwrap();
         assert_eq!(status(&rep), "ok", "{rep:?}");
         (realm_id, t)
     }
@@ -215,7 +255,10 @@ impl Env {
         message: Option<&[u8]>,
     ) -> Value {
         let cert = by.role_cert(realm_id, &user.user_id(), role, timestamp);
-        let r = req::RealmUpdateRoles { role_certificate: cert, recipient_message: message.map(<[u8]>::to_vec) };
+        let r = req::RealmUpdateRoles {
+            role_certificate: cert,
+            recipient_message: message.map(<[u8]>::to_vec),
+        };
         realm::update_roles(&self.actors, &by.client, r).await.unwrap()
     }
 
@@ -225,8 +268,21 @@ impl Env {
         assert_eq!(status(&rep), "ok", "{rep:?}");
     }
 
-    pub async fn vlob_create(&self, dev: &Dev, realm_id: Uuid, vlob_id: Uuid, timestamp: DateTime, blob: &[u8]) -> Value {
-        let r = req::VlobCreate { realm_id, encryption_revision: 1, vlob_id, timestamp, blob: blob.to_vec() };
+    pub async fn vlob_create(
+        &self,
+        dev: &Dev,
+        realm_id: Uuid,
+        vlob_id: Uuid,
+        timestamp: DateTime,
+        blob: &[u8],
+    ) -> Value {
+        let r = req::VlobCreate {
+            realm_id,
+            encryption_revision: 1,
+            vlob_id,
+            timestamp,
+            blob: blob.to_vec(),
+        };
         parsec_actors::vlob::create(&self.actors, &dev.client, r).await.unwrap()
     }
 
@@ -239,7 +295,13 @@ impl Env {
         timestamp: DateTime,
         blob: &[u8],
     ) -> Value {
-        let r = req::VlobUpdate { encryption_revision, vlob_id, timestamp, version, blob: blob.to_vec() };
+        let r = req::VlobUpdate {
+            encryption_revision,
+            vlob_id,
+            timestamp,
+            version,
+            blob: blob.to_vec(),
+        };
         parsec_actors::vlob::update(&self.actors, &dev.client, r).await.unwrap()
     }
 
@@ -251,25 +313,42 @@ impl Env {
         version: Option<i64>,
         timestamp: Option<DateTime>,
     ) -> Value {
-        let r = req::VlobRead { encryption_revision, vlob_id, version, timestamp };
+        let r = req::VlobRead {
+            encryption_revision,
+            vlob_id,
+            version,
+            timestamp,
+        };
         parsec_actors::vlob::read(&self.actors, &dev.client, r).await.unwrap()
     }
 
     pub async fn realm_status(&self, dev: &Dev, realm_id: Uuid) -> Value {
-        realm::status(&self.actors, &dev.client, req::RealmStatus { realm_id }).await.unwrap()
+        realm::status(&self.actors, &dev.client, req::RealmStatus { realm_id })
+            .await
+            .unwrap()
     }
 
     pub async fn block_create(&self, dev: &Dev, realm_id: Uuid, block_id: Uuid, block: &[u8]) -> Value {
-        let r = req::BlockCreate { block_id, realm_id, block: block.to_vec() };
-        parsec_actors::block::create(&self.actors, &dev.client, r).await.unwrap()
+        let r = req::BlockCreate {
+            block_id,
+            realm_id,
+            block: block.to_vec(),
+        };
+        parsec_actors::block::create(&self.actors, &dev.client, r)
+            .await
+            .unwrap()
     }
 
     pub async fn block_read(&self, dev: &Dev, block_id: Uuid) -> Value {
-        parsec_actors::block::read(&self.actors, &dev.client, req::BlockRead { block_id }).await.unwrap()
+        parsec_actors::block::read(&self.actors, &dev.client, req::BlockRead { block_id })
+            .await
+            .unwrap()
     }
 
     pub async fn message_get(&self, dev: &Dev, offset: i64) -> Value {
-        parsec_actors::message::get(&self.actors, &dev.client, req::MessageGet { offset }).await.unwrap()
+        parsec_actors::message::get(&self.actors, &dev.client, req::MessageGet { offset })
+            .await
+            .unwrap()
     }
 
     /// Registers `dev` with the broker and subscribes it as `events_subscribe` does.
@@ -285,10 +364,31 @@ impl Env {
             profile: c.profile,
         };
         let overflowed = Arc::new(Default::default());
-        self.actors.broker.send(Register { info, addr: addr.clone().recipient(), overflowed }).await.unwrap();
+        self.actors
+            .broker
+            .send(Register {
+                info,
+                addr: addr.clone().recipient(),
+                overflowed,
+            })
+            .await
+            .unwrap();
         let realms = realm::realms_for_user(&self.actors, c).await.unwrap();
-        self.actors.broker.send(Subscribe { org: c.org.clone(), conn_id: c.conn_id, realms }).await.unwrap();
-        Listener { actors: self.actors.clone(), org: self.org.clone(), addr, events }
+        self.actors
+            .broker
+            .send(Subscribe {
+                org: c.org.clone(),
+                conn_id: c.conn_id,
+                realms,
+            })
+            .await
+            .unwrap();
+        Listener {
+            actors: self.actors.clone(),
+            org: self.org.clone(),
+            addr,
+            events,
+        }
     }
 }
 
@@ -333,11 +433,18 @@ impl Listener {
     pub async fn take(&self) -> Vec<(String, Value)> {
         // Mailboxes are FIFO: once the broker answered a later message, it
         // has handled every publication before it; same for the collector.
-        let probe = Subscribe { org: self.org.clone(), conn_id: u64::MAX, realms: Default::default() };
+        let probe = Subscribe {
+            org: self.org.clone(),
+            conn_id: u64::MAX,
+            realms: Default::default(),
+        };
         self.actors.broker.send(probe).await.unwrap();
         self.addr.send(Flush).await.unwrap();
         let events = std::mem::take(&mut *self.events.lock().unwrap());
-        events.into_iter().map(|e| (field(&e, "event").as_str().unwrap().to_string(), e)).collect()
+        events
+            .into_iter()
+            .map(|e| (field(&e, "event").as_str().unwrap().to_string(), e))
+            .collect()
     }
 
     /// Names of the events delivered so far; drains them.
@@ -364,7 +471,9 @@ pub fn has_field(v: &Value, key: &str) -> bool {
 }
 
 pub fn int(v: &Value, key: &str) -> i64 {
-    field(v, key).as_i64().unwrap_or_else(|| panic!("{key} not an int in {v:?}"))
+    field(v, key)
+        .as_i64()
+        .unwrap_or_else(|| panic!("{key} not an int in {v:?}"))
 }
 
 pub fn bin<'a>(v: &'a Value, key: &str) -> &'a [u8] {
@@ -375,7 +484,9 @@ pub fn bin<'a>(v: &'a Value, key: &str) -> &'a [u8] {
 }
 
 pub fn reason(v: &Value) -> &str {
-    field(v, "reason").as_str().unwrap_or_else(|| panic!("no reason in {v:?}"))
+    field(v, "reason")
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason in {v:?}"))
 }
 
 pub fn dt(t: DateTime) -> Value {

@@ -9,22 +9,33 @@ use parsec_protocol::value::Value;
 use crate::common::*;
 
 async fn poll(env: &Env, dev: &Dev, realm_id: Uuid, last_checkpoint: i64) -> Value {
-    vlob::poll_changes(&env.actors, &dev.client, req::VlobPollChanges { realm_id, last_checkpoint }).await.unwrap()
+    vlob::poll_changes(
+        &env.actors,
+        &dev.client,
+        req::VlobPollChanges {
+            realm_id,
+            last_checkpoint,
+        },
+    )
+    .await
+    .unwrap()
 }
 
 async fn list(env: &Env, dev: &Dev, vlob_id: Uuid) -> Value {
-    vlob::list_versions(&env.actors, &dev.client, req::VlobListVersions { vlob_id }).await.unwrap()
+    vlob::list_versions(&env.actors, &dev.client, req::VlobListVersions { vlob_id })
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
 async fn create_read_update_and_events() {
     let (env, alice) = Env::start().await;
-    let bob = env.add_user("bob@dev1", UserProfile::Standard);
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
     let (realm_id, realm_t) = env.create_realm(&alice).await;
     env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
     let bob_events = env.listen(&bob).await;
     let alice_events = env.listen(&alice).await;
-    let alice2 = env.second_device(&alice, "dev2");
+    let alice2 = env.second_device(&alice, "dev2").await;
     let alice2_events = env.listen(&alice2).await;
 
     let vlob_id = Uuid::new_v4();
@@ -57,7 +68,10 @@ async fn create_read_update_and_events() {
     // The writer's (alice's) latest role certificate, not the reader's.
     assert_eq!(field(&rep, "author_last_role_granted_on"), &dt(realm_t));
     let rep = env.vlob_read(&bob, vlob_id, 1, Some(1), None).await;
-    assert_eq!((int(&rep, "version"), bin(&rep, "blob"), field(&rep, "timestamp")), (1, &b"v1"[..], &dt(t1)));
+    assert_eq!(
+        (int(&rep, "version"), bin(&rep, "blob"), field(&rep, "timestamp")),
+        (1, &b"v1"[..], &dt(t1))
+    );
     let rep = env.vlob_read(&bob, vlob_id, 1, None, Some(t1.add_micros(1))).await;
     assert_eq!(int(&rep, "version"), 1);
     let rep = env.vlob_read(&bob, vlob_id, 1, None, Some(t2)).await;
@@ -66,7 +80,10 @@ async fn create_read_update_and_events() {
     let rep = env.vlob_read(&bob, vlob_id, 1, Some(2), Some(t1)).await;
     assert_eq!(int(&rep, "version"), 2);
     assert_bare(&env.vlob_read(&bob, vlob_id, 1, Some(4), None).await, "bad_version");
-    assert_bare(&env.vlob_read(&bob, vlob_id, 1, None, Some(t1.add_micros(-1))).await, "bad_version");
+    assert_bare(
+        &env.vlob_read(&bob, vlob_id, 1, None, Some(t1.add_micros(-1))).await,
+        "bad_version",
+    );
 
     // Poll: latest version per vlob after the checkpoint.
     let other = Uuid::new_v4();
@@ -83,7 +100,10 @@ async fn create_read_update_and_events() {
     // Nothing newer: the requested checkpoint is echoed back (PG).
     for last in [4, 10] {
         let rep = poll(&env, &bob, realm_id, last).await;
-        assert_eq!((int(&rep, "current_checkpoint"), field(&rep, "changes")), (last, &Value::Map(vec![])));
+        assert_eq!(
+            (int(&rep, "current_checkpoint"), field(&rep, "changes")),
+            (last, &Value::Map(vec![]))
+        );
     }
 
     // List versions: integer keys, [timestamp, author] values.
@@ -94,14 +114,16 @@ async fn create_read_update_and_events() {
     assert_eq!(field(&rep, "versions"), &Value::Map(expected.to_vec()));
 
     // Stats count every version written.
-    let rep = parsec_actors::realm::stats(&env.actors, &bob.client, req::RealmStats { realm_id }).await.unwrap();
+    let rep = parsec_actors::realm::stats(&env.actors, &bob.client, req::RealmStats { realm_id })
+        .await
+        .unwrap();
     assert_eq!(int(&rep, "vlobs_size"), 7);
 }
 
 #[actix_web::test]
 async fn create_refusals() {
     let (env, alice) = Env::start().await;
-    let bob = env.add_user("bob@dev1", UserProfile::Standard);
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
     let (realm_id, realm_t) = env.create_realm(&alice).await;
     env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
     let id = Uuid::new_v4();
@@ -109,13 +131,28 @@ async fn create_refusals() {
     let rep = env.vlob_create(&alice, realm_id, id, at(-71), b"x").await;
     assert_eq!(status(&rep), "bad_timestamp");
     // A missing realm is not told apart from a forbidden one.
-    assert_bare(&env.vlob_create(&alice, Uuid::new_v4(), id, now(), b"x").await, "not_allowed");
+    assert_bare(
+        &env.vlob_create(&alice, Uuid::new_v4(), id, now(), b"x").await,
+        "not_allowed",
+    );
     assert_bare(&env.vlob_create(&bob, realm_id, id, now(), b"x").await, "not_allowed");
-    let r = req::VlobCreate { realm_id, encryption_revision: 2, vlob_id: id, timestamp: now(), blob: vec![] };
-    assert_bare(&vlob::create(&env.actors, &alice.client, r).await.unwrap(), "bad_encryption_revision");
+    let r = req::VlobCreate {
+        realm_id,
+        encryption_revision: 2,
+        vlob_id: id,
+        timestamp: now(),
+        blob: vec![],
+    };
+    assert_bare(
+        &vlob::create(&env.actors, &alice.client, r).await.unwrap(),
+        "bad_encryption_revision",
+    );
     // Strictly after the writer's last role certificate.
     let rep = env.vlob_create(&alice, realm_id, id, realm_t, b"x").await;
-    assert_eq!((status(&rep), field(&rep, "strictly_greater_than")), ("require_greater_timestamp", &dt(realm_t)));
+    assert_eq!(
+        (status(&rep), field(&rep, "strictly_greater_than")),
+        ("require_greater_timestamp", &dt(realm_t))
+    );
 
     assert_bare(&env.vlob_create(&alice, realm_id, id, now(), b"x").await, "ok");
     // Vlob ids are unique in the organization, across realms; reason is "".
@@ -125,14 +162,16 @@ async fn create_refusals() {
         assert_eq!((status(&rep), reason(&rep)), ("already_exists", ""));
     }
     // Stats: only the one that was written.
-    let rep = parsec_actors::realm::stats(&env.actors, &alice.client, req::RealmStats { realm_id }).await.unwrap();
+    let rep = parsec_actors::realm::stats(&env.actors, &alice.client, req::RealmStats { realm_id })
+        .await
+        .unwrap();
     assert_eq!(int(&rep, "vlobs_size"), 1);
 }
 
 #[actix_web::test]
 async fn read_update_list_refusals() {
     let (env, alice) = Env::start().await;
-    let bob = env.add_user("bob@dev1", UserProfile::Standard);
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
     let (realm_id, _) = env.create_realm(&alice).await;
     let id = Uuid::new_v4();
     let t = at(-2);
@@ -144,34 +183,59 @@ async fn read_update_list_refusals() {
     let rep = env.vlob_read(&alice, missing, 1, None, None).await;
     assert_eq!((status(&rep), reason(&rep)), ("not_found", not_found.as_str()));
     assert_bare(&env.vlob_read(&bob, id, 1, None, None).await, "not_allowed");
-    assert_bare(&env.vlob_read(&alice, id, 2, None, None).await, "bad_encryption_revision");
+    assert_bare(
+        &env.vlob_read(&alice, id, 2, None, None).await,
+        "bad_encryption_revision",
+    );
     // The realm check comes before the role check.
     assert_bare(&env.vlob_read(&bob, id, 2, None, None).await, "bad_encryption_revision");
 
     // update, in order: ballpark, vlob, realm, role, role timestamp, version, previous timestamp
-    assert_eq!(status(&env.vlob_update(&bob, missing, 1, 2, at(-80), b"y").await), "bad_timestamp");
+    assert_eq!(
+        status(&env.vlob_update(&bob, missing, 1, 2, at(-80), b"y").await),
+        "bad_timestamp"
+    );
     let rep = env.vlob_update(&alice, missing, 1, 2, now(), b"y").await;
     assert_eq!((status(&rep), reason(&rep)), ("not_found", not_found.as_str()));
-    assert_bare(&env.vlob_update(&bob, id, 3, 2, now(), b"y").await, "bad_encryption_revision");
+    assert_bare(
+        &env.vlob_update(&bob, id, 3, 2, now(), b"y").await,
+        "bad_encryption_revision",
+    );
     assert_bare(&env.vlob_update(&bob, id, 1, 2, now(), b"y").await, "not_allowed");
     let granted = at(-1);
-    env.share(&alice, realm_id, &bob, Some(RealmRole::Contributor), granted).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Contributor), granted)
+        .await;
     let rep = env.vlob_update(&bob, id, 1, 5, granted, b"y").await;
-    assert_eq!((status(&rep), field(&rep, "strictly_greater_than")), ("require_greater_timestamp", &dt(granted)));
+    assert_eq!(
+        (status(&rep), field(&rep, "strictly_greater_than")),
+        ("require_greater_timestamp", &dt(granted))
+    );
     assert_bare(&env.vlob_update(&bob, id, 1, 1, now(), b"y").await, "bad_version");
     assert_bare(&env.vlob_update(&bob, id, 1, 3, now(), b"y").await, "bad_version");
     let rep = env.vlob_update(&alice, id, 1, 2, t.add_micros(-1), b"y").await;
-    assert_eq!((status(&rep), field(&rep, "strictly_greater_than")), ("require_greater_timestamp", &dt(t)));
+    assert_eq!(
+        (status(&rep), field(&rep, "strictly_greater_than")),
+        ("require_greater_timestamp", &dt(t))
+    );
     // A contributor writes; its own role certificate becomes the reported one.
     assert_bare(&env.vlob_update(&bob, id, 1, 2, now(), b"y").await, "ok");
     let rep = env.vlob_read(&alice, id, 1, None, None).await;
-    assert_eq!((field(&rep, "author"), field(&rep, "author_last_role_granted_on")), (&Value::from("bob@dev1"), &dt(granted)));
+    assert_eq!(
+        (field(&rep, "author"), field(&rep, "author_last_role_granted_on")),
+        (&Value::from("bob@dev1"), &dt(granted))
+    );
 
     // poll / list
-    let carol = env.add_user("carol@dev1", UserProfile::Standard);
+    let carol = env.add_user("carol@dev1", UserProfile::Standard).await;
     let missing_realm = Uuid::new_v4();
     let rep = poll(&env, &alice, missing_realm, 0).await;
-    assert_eq!((status(&rep), reason(&rep)), ("not_found", format!("Realm `{}` doesn't exist", missing_realm.simple()).as_str()));
+    assert_eq!(
+        (status(&rep), reason(&rep)),
+        (
+            "not_found",
+            format!("Realm `{}` doesn't exist", missing_realm.simple()).as_str()
+        )
+    );
     assert_bare(&poll(&env, &carol, realm_id, 0).await, "not_allowed");
     let rep = list(&env, &alice, missing).await;
     assert_eq!((status(&rep), reason(&rep)), ("not_found", not_found.as_str()));
@@ -181,9 +245,10 @@ async fn read_update_list_refusals() {
 #[actix_web::test]
 async fn losing_the_role_stops_writes_and_reads() {
     let (env, alice) = Env::start().await;
-    let bob = env.add_user("bob@dev1", UserProfile::Standard);
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
     let (realm_id, _) = env.create_realm(&alice).await;
-    env.share(&alice, realm_id, &bob, Some(RealmRole::Contributor), at(-4)).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Contributor), at(-4))
+        .await;
     let id = Uuid::new_v4();
     assert_bare(&env.vlob_create(&bob, realm_id, id, at(-3), b"x").await, "ok");
     env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-2)).await;

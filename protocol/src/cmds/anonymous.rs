@@ -118,21 +118,15 @@ impl AnyReq {
         use AnyReq as R;
         let cmd = cmd_name(map).ok_or(LoadError::UnknownCommand)?;
         Ok(match cmd {
-            "organization_bootstrap" => R::OrganizationBootstrap(load_fields(
-                "organization_bootstrap",
-                map,
-                OrganizationBootstrap::load,
-            )?),
-            "pki_enrollment_submit" => R::PkiEnrollmentSubmit(load_fields(
-                "pki_enrollment_submit",
-                map,
-                PkiEnrollmentSubmit::load,
-            )?),
-            "pki_enrollment_info" => R::PkiEnrollmentInfo(load_fields(
-                "pki_enrollment_info",
-                map,
-                PkiEnrollmentInfo::load,
-            )?),
+            "organization_bootstrap" => {
+                R::OrganizationBootstrap(load_fields("organization_bootstrap", map, OrganizationBootstrap::load)?)
+            }
+            "pki_enrollment_submit" => {
+                R::PkiEnrollmentSubmit(load_fields("pki_enrollment_submit", map, PkiEnrollmentSubmit::load)?)
+            }
+            "pki_enrollment_info" => {
+                R::PkiEnrollmentInfo(load_fields("pki_enrollment_info", map, PkiEnrollmentInfo::load)?)
+            }
             _ => return Err(LoadError::UnknownCommand),
         })
     }
@@ -158,9 +152,7 @@ pub struct Ping {
 
 impl Ping {
     fn load(f: &mut Fields) -> Option<Self> {
-        Some(Self {
-            ping: f.req("ping")?,
-        })
+        Some(Self { ping: f.req("ping")? })
     }
 }
 
@@ -244,9 +236,7 @@ mod tests {
     fn entries_of(cmd: &'static str, fields: Vec<(&'static str, Value)>) -> Vec<(Value, Value)> {
         let mut entries = vec![("cmd", Value::from(cmd))];
         entries.extend(fields);
-        let Value::Map(m) = map(entries) else {
-            unreachable!()
-        };
+        let Value::Map(m) = map(entries) else { unreachable!() };
         m
     }
 
@@ -317,15 +307,10 @@ mod tests {
             "submitter_der_x509_certificate_email",
             Some(Value::from("a@b.c")),
         );
-        let Ok(AnyReq::PkiEnrollmentSubmit(submit)) =
-            AnyReq::load(&entries_of("pki_enrollment_submit", email))
-        else {
+        let Ok(AnyReq::PkiEnrollmentSubmit(submit)) = AnyReq::load(&entries_of("pki_enrollment_submit", email)) else {
             panic!()
         };
-        assert_eq!(
-            submit.submitter_der_x509_certificate_email.as_deref(),
-            Some("a@b.c")
-        );
+        assert_eq!(submit.submitter_der_x509_certificate_email.as_deref(), Some("a@b.c"));
         let nil_email = with(
             submit_fields(),
             "submitter_der_x509_certificate_email",
@@ -344,15 +329,8 @@ mod tests {
 
     #[test]
     fn http_bad_messages() {
-        for cmd in [
-            "organization_bootstrap",
-            "pki_enrollment_submit",
-            "pki_enrollment_info",
-        ] {
-            assert!(
-                is_bad_message(AnyReq::load(&entries_of(cmd, vec![]))),
-                "{cmd}"
-            );
+        for cmd in ["organization_bootstrap", "pki_enrollment_submit", "pki_enrollment_info"] {
+            assert!(is_bad_message(AnyReq::load(&entries_of(cmd, vec![]))), "{cmd}");
         }
         // The HTTP route requires the redacted certificates.
         let missing = with(bootstrap_fields(), "redacted_user_certificate", None);
@@ -397,8 +375,7 @@ mod tests {
         assert_eq!(req, AnyV1Req::Ping(Ping { ping: "hi".into() }));
         assert_eq!(req.name(), "ping");
 
-        let req =
-            AnyV1Req::load(&entries_of("organization_bootstrap", bootstrap_fields())).unwrap();
+        let req = AnyV1Req::load(&entries_of("organization_bootstrap", bootstrap_fields())).unwrap();
         assert_eq!(req.name(), "organization_bootstrap");
         let AnyV1Req::OrganizationBootstrap(b) = req else {
             unreachable!()
@@ -412,8 +389,7 @@ mod tests {
             "redacted_device_certificate",
             None,
         );
-        let Ok(AnyV1Req::OrganizationBootstrap(b)) =
-            AnyV1Req::load(&entries_of("organization_bootstrap", legacy))
+        let Ok(AnyV1Req::OrganizationBootstrap(b)) = AnyV1Req::load(&entries_of("organization_bootstrap", legacy))
         else {
             panic!()
         };
@@ -424,11 +400,7 @@ mod tests {
         let one = with(bootstrap_fields(), "redacted_device_certificate", None);
         assert!(AnyV1Req::load(&entries_of("organization_bootstrap", one)).is_ok());
         // ...but not nil.
-        let nil = with(
-            bootstrap_fields(),
-            "redacted_user_certificate",
-            Some(Value::Nil),
-        );
+        let nil = with(bootstrap_fields(), "redacted_user_certificate", Some(Value::Nil));
         assert!(is_bad_message(AnyV1Req::load(&entries_of(
             "organization_bootstrap",
             nil
@@ -450,13 +422,7 @@ mod tests {
 
     #[test]
     fn unknown_commands() {
-        let http_unknown = [
-            "ping",
-            "pki_enrollment_list",
-            "invite_info",
-            "events_subscribe",
-            "",
-        ];
+        let http_unknown = ["ping", "pki_enrollment_list", "invite_info", "events_subscribe", ""];
         for cmd in http_unknown {
             assert_eq!(
                 AnyReq::load(&entries_of(cmd, vec![])),

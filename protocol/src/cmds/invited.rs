@@ -20,9 +20,7 @@ pub struct Ping {
 
 impl Ping {
     fn load(f: &mut Fields) -> Option<Self> {
-        Some(Self {
-            ping: f.req("ping")?,
-        })
+        Some(Self { ping: f.req("ping")? })
     }
 }
 
@@ -120,13 +118,11 @@ impl AnyReq {
                 map,
                 Invite1ClaimerWaitPeer::load,
             )?),
-            "invite_2a_claimer_send_hashed_nonce" => {
-                R::Invite2aClaimerSendHashedNonce(load_fields(
-                    "invite_2a_claimer_send_hashed_nonce",
-                    map,
-                    Invite2aClaimerSendHashedNonce::load,
-                )?)
-            }
+            "invite_2a_claimer_send_hashed_nonce" => R::Invite2aClaimerSendHashedNonce(load_fields(
+                "invite_2a_claimer_send_hashed_nonce",
+                map,
+                Invite2aClaimerSendHashedNonce::load,
+            )?),
             "invite_2b_claimer_send_nonce" => R::Invite2bClaimerSendNonce(load_fields(
                 "invite_2b_claimer_send_nonce",
                 map,
@@ -164,9 +160,7 @@ mod tests {
     use crate::value::map;
 
     fn load(entries: Vec<(&str, Value)>) -> Result<AnyReq, LoadError> {
-        let Value::Map(m) = map(entries) else {
-            unreachable!()
-        };
+        let Value::Map(m) = map(entries) else { unreachable!() };
         AnyReq::load(&m)
     }
 
@@ -287,16 +281,9 @@ mod tests {
             "realm_stats",
             "",
         ] {
-            assert_eq!(
-                load(vec![("cmd", s(cmd))]),
-                Err(LoadError::UnknownCommand),
-                "{cmd}"
-            );
+            assert_eq!(load(vec![("cmd", s(cmd))]), Err(LoadError::UnknownCommand), "{cmd}");
         }
-        assert_eq!(
-            load(vec![("cmd", Value::from(42))]),
-            Err(LoadError::UnknownCommand)
-        );
+        assert_eq!(load(vec![("cmd", Value::from(42))]), Err(LoadError::UnknownCommand));
         assert_eq!(load(vec![]), Err(LoadError::UnknownCommand));
     }
 }

@@ -81,7 +81,10 @@ pub fn unknown_command() -> Value {
 pub fn bad_message(errors: &SchemaErrors) -> Value {
     status(
         "bad_message",
-        vec![("reason", Value::from("Invalid message.")), ("errors", errors.to_value())],
+        vec![
+            ("reason", Value::from("Invalid message.")),
+            ("errors", errors.to_value()),
+        ],
     )
 }
 
@@ -95,8 +98,14 @@ pub fn bad_timestamp(server_now: DateTime, client: DateTime) -> Value {
     status(
         "bad_timestamp",
         vec![
-            ("ballpark_client_early_offset", Value::F64(crate::types::BALLPARK_CLIENT_EARLY_OFFSET)),
-            ("ballpark_client_late_offset", Value::F64(crate::types::BALLPARK_CLIENT_LATE_OFFSET)),
+            (
+                "ballpark_client_early_offset",
+                Value::F64(crate::types::BALLPARK_CLIENT_EARLY_OFFSET),
+            ),
+            (
+                "ballpark_client_late_offset",
+                Value::F64(crate::types::BALLPARK_CLIENT_LATE_OFFSET),
+            ),
             ("backend_timestamp", server_now.to_value()),
             ("client_timestamp", client.to_value()),
         ],
@@ -105,7 +114,10 @@ pub fn bad_timestamp(server_now: DateTime, client: DateTime) -> Value {
 
 /// Ordering constraint violated: the client retries with a later timestamp.
 pub fn require_greater_timestamp(strictly_greater_than: DateTime) -> Value {
-    status("require_greater_timestamp", vec![("strictly_greater_than", strictly_greater_than.to_value())])
+    status(
+        "require_greater_timestamp",
+        vec![("strictly_greater_than", strictly_greater_than.to_value())],
+    )
 }
 
 /// `invalid_certification` always carries a reason (the client reads it and

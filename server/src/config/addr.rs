@@ -131,17 +131,13 @@ struct UrlSplit<'a> {
 impl<'a> UrlSplit<'a> {
     fn new(url: &'a str) -> Result<Self, String> {
         // `from_url` strips whitespace; `urlsplit` then strips leading C0 controls.
-        let url = url
-            .trim()
-            .trim_start_matches(|c: char| c.is_ascii_control());
+        let url = url.trim().trim_start_matches(|c: char| c.is_ascii_control());
         if url.contains(['\t', '\r', '\n']) {
             // `urlsplit` would silently delete them; a pasted value with them is a mistake.
             return Err("Must not contain tabs or newlines".to_string());
         }
         let (scheme, rest) = match url.find(':') {
-            Some(i) if i > 0 && is_scheme(&url[..i]) => {
-                (url[..i].to_ascii_lowercase(), &url[i + 1..])
-            }
+            Some(i) if i > 0 && is_scheme(&url[..i]) => (url[..i].to_ascii_lowercase(), &url[i + 1..]),
             _ => (String::new(), url),
         };
         let (netloc, rest) = match rest.strip_prefix("//") {
@@ -152,9 +148,7 @@ impl<'a> UrlSplit<'a> {
             None => ("", rest),
         };
         check_brackets(netloc)?;
-        let rest = rest
-            .split_once('#')
-            .map_or(rest, |(before, _fragment)| before);
+        let rest = rest.split_once('#').map_or(rest, |(before, _fragment)| before);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         Ok(Self {
             scheme,
@@ -178,9 +172,7 @@ fn check_brackets(netloc: &str) -> Result<(), String> {
     }
     if let Some((_, after)) = netloc.split_once('[') {
         let inside = after.split_once(']').map_or(after, |(inside, _)| inside);
-        let address = inside
-            .split_once('%')
-            .map_or(inside, |(address, _zone)| address);
+        let address = inside.split_once('%').map_or(inside, |(address, _zone)| address);
         if address.parse::<Ipv6Addr>().is_err() {
             return Err(format!("'{inside}' does not appear to be an IPv6 address"));
         }
@@ -191,9 +183,7 @@ fn check_brackets(netloc: &str) -> Result<(), String> {
 /// `(host, port text)` out of `[user[:password]@]host[:port]`, as Python's
 /// `SplitResult.hostname` / `.port` see them.
 fn split_host_port(netloc: &str) -> (&str, &str) {
-    let hostinfo = netloc
-        .rsplit_once('@')
-        .map_or(netloc, |(_userinfo, host)| host);
+    let hostinfo = netloc.rsplit_once('@').map_or(netloc, |(_userinfo, host)| host);
     match hostinfo.split_once('[') {
         Some((_, bracketed)) => {
             let (host, after) = bracketed.split_once(']').unwrap_or((bracketed, ""));
@@ -217,9 +207,7 @@ fn parse_port(raw: &str) -> Result<Option<u16>, String> {
         return Ok(None);
     }
     if !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "Port could not be cast to integer value as '{raw}'"
-        ));
+        return Err(format!("Port could not be cast to integer value as '{raw}'"));
     }
     raw.parse::<u16>()
         .map(Some)
@@ -330,10 +318,7 @@ mod tests {
     #[test]
     fn reference_normalisations() {
         // Scheme and host are case-insensitive, `no_ssl` value too; verified against 2.10.
-        assert_eq!(
-            addr("PARSEC://A:80?no_ssl=TRUE").to_url(),
-            "parsec://a?no_ssl=true"
-        );
+        assert_eq!(addr("PARSEC://A:80?no_ssl=TRUE").to_url(), "parsec://a?no_ssl=true");
         assert_eq!(addr("parsec://h?no_ssl=false").to_url(), "parsec://h");
         // Surrounding whitespace, trailing `/`, fragment, user info, unknown params: ignored.
         assert_eq!(addr("  parsec://h/ ").to_url(), "parsec://h");
@@ -378,27 +363,15 @@ mod tests {
                 "Multiple values for param `no_ssl`",
             ),
             ("parsec://a:99999", "Port out of range 0-65535"),
-            (
-                "parsec://a:abc",
-                "Port could not be cast to integer value as 'abc'",
-            ),
-            (
-                "parsec://a:+1",
-                "Port could not be cast to integer value as '+1'",
-            ),
-            (
-                "parsec://a:1:2",
-                "Port could not be cast to integer value as '1:2'",
-            ),
+            ("parsec://a:abc", "Port could not be cast to integer value as 'abc'"),
+            ("parsec://a:+1", "Port could not be cast to integer value as '+1'"),
+            ("parsec://a:1:2", "Port could not be cast to integer value as '1:2'"),
             ("parsec://", "Missing mandatory hostname"),
             ("parsec:a", "Missing mandatory hostname"),
             ("parsec:///x", "Missing mandatory hostname"),
             ("parsec://u@:1", "Missing mandatory hostname"),
             ("parsec://[::1", "Invalid IPv6 URL"),
-            (
-                "parsec://[zz]:1",
-                "'zz' does not appear to be an IPv6 address",
-            ),
+            ("parsec://[zz]:1", "'zz' does not appear to be an IPv6 address"),
             ("parsec://a?x=%FF", "Invalid UTF-8 in percent-encoded query"),
             ("parsec://a\tb", "Must not contain tabs or newlines"),
         ] {

@@ -73,10 +73,8 @@ pub(super) mod run_opt {
     pub const HOST: OptSpec = OptSpec::new("--host", "PARSEC_HOST", Value).short("-H");
     pub const PORT: OptSpec = OptSpec::new("--port", "PARSEC_PORT", Value).short("-P");
     pub const DB: OptSpec = OptSpec::new("--db", "PARSEC_DB", Value);
-    pub const DB_MIN_CONNECTIONS: OptSpec =
-        OptSpec::new("--db-min-connections", "PARSEC_DB_MIN_CONNECTIONS", Value);
-    pub const DB_MAX_CONNECTIONS: OptSpec =
-        OptSpec::new("--db-max-connections", "PARSEC_DB_MAX_CONNECTIONS", Value);
+    pub const DB_MIN_CONNECTIONS: OptSpec = OptSpec::new("--db-min-connections", "PARSEC_DB_MIN_CONNECTIONS", Value);
+    pub const DB_MAX_CONNECTIONS: OptSpec = OptSpec::new("--db-max-connections", "PARSEC_DB_MAX_CONNECTIONS", Value);
     pub const MAXIMUM_DATABASE_CONNECTION_ATTEMPTS: OptSpec = OptSpec::new(
         "--maximum-database-connection-attempts",
         "PARSEC_MAXIMUM_DATABASE_CONNECTION_ATTEMPTS",
@@ -87,13 +85,9 @@ pub(super) mod run_opt {
         "PARSEC_PAUSE_BEFORE_RETRY_DATABASE_CONNECTION",
         Value,
     );
-    pub const BLOCKSTORE: OptSpec =
-        OptSpec::new("--blockstore", "PARSEC_BLOCKSTORE", Repeated).short("-b");
-    pub const ADMINISTRATION_TOKEN: OptSpec = OptSpec::new(
-        "--administration-token",
-        "PARSEC_ADMINISTRATION_TOKEN",
-        Value,
-    );
+    pub const BLOCKSTORE: OptSpec = OptSpec::new("--blockstore", "PARSEC_BLOCKSTORE", Repeated).short("-b");
+    pub const ADMINISTRATION_TOKEN: OptSpec =
+        OptSpec::new("--administration-token", "PARSEC_ADMINISTRATION_TOKEN", Value);
     pub const SPONTANEOUS_ORGANIZATION_BOOTSTRAP: OptSpec = OptSpec::new(
         "--spontaneous-organization-bootstrap",
         "PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP",
@@ -117,14 +111,10 @@ pub(super) mod run_opt {
     pub const BACKEND_ADDR: OptSpec = OptSpec::new("--backend-addr", "PARSEC_BACKEND_ADDR", Value);
     pub const EMAIL_HOST: OptSpec = OptSpec::new("--email-host", "PARSEC_EMAIL_HOST", Value);
     pub const EMAIL_PORT: OptSpec = OptSpec::new("--email-port", "PARSEC_EMAIL_PORT", Value);
-    pub const EMAIL_HOST_USER: OptSpec =
-        OptSpec::new("--email-host-user", "PARSEC_EMAIL_HOST_USER", Value);
-    pub const EMAIL_HOST_PASSWORD: OptSpec =
-        OptSpec::new("--email-host-password", "PARSEC_EMAIL_HOST_PASSWORD", Value);
-    pub const EMAIL_USE_SSL: OptSpec =
-        OptSpec::new("--email-use-ssl", "PARSEC_EMAIL_USE_SSL", Switch);
-    pub const EMAIL_USE_TLS: OptSpec =
-        OptSpec::new("--email-use-tls", "PARSEC_EMAIL_USE_TLS", Switch);
+    pub const EMAIL_HOST_USER: OptSpec = OptSpec::new("--email-host-user", "PARSEC_EMAIL_HOST_USER", Value);
+    pub const EMAIL_HOST_PASSWORD: OptSpec = OptSpec::new("--email-host-password", "PARSEC_EMAIL_HOST_PASSWORD", Value);
+    pub const EMAIL_USE_SSL: OptSpec = OptSpec::new("--email-use-ssl", "PARSEC_EMAIL_USE_SSL", Switch);
+    pub const EMAIL_USE_TLS: OptSpec = OptSpec::new("--email-use-tls", "PARSEC_EMAIL_USE_TLS", Switch);
     pub const EMAIL_SENDER: OptSpec = OptSpec::new("--email-sender", "PARSEC_EMAIL_SENDER", Value);
     pub const FORWARD_PROTO_ENFORCE_HTTPS: OptSpec = OptSpec::new(
         "--forward-proto-enforce-https",
@@ -133,14 +123,11 @@ pub(super) mod run_opt {
     );
     pub const SSL_KEYFILE: OptSpec = OptSpec::new("--ssl-keyfile", "PARSEC_SSL_KEYFILE", Value);
     pub const SSL_CERTFILE: OptSpec = OptSpec::new("--ssl-certfile", "PARSEC_SSL_CERTFILE", Value);
-    pub const LOG_LEVEL: OptSpec =
-        OptSpec::new("--log-level", "PARSEC_LOG_LEVEL", Value).short("-l");
-    pub const LOG_FORMAT: OptSpec =
-        OptSpec::new("--log-format", "PARSEC_LOG_FORMAT", Value).short("-f");
+    pub const LOG_LEVEL: OptSpec = OptSpec::new("--log-level", "PARSEC_LOG_LEVEL", Value).short("-l");
+    pub const LOG_FORMAT: OptSpec = OptSpec::new("--log-format", "PARSEC_LOG_FORMAT", Value).short("-f");
     pub const LOG_FILE: OptSpec = OptSpec::new("--log-file", "PARSEC_LOG_FILE", Value).short("-o");
     pub const SENTRY_DSN: OptSpec = OptSpec::new("--sentry-dsn", "PARSEC_SENTRY_DSN", Value);
-    pub const SENTRY_ENVIRONMENT: OptSpec =
-        OptSpec::new("--sentry-environment", "PARSEC_SENTRY_ENVIRONMENT", Value);
+    pub const SENTRY_ENVIRONMENT: OptSpec = OptSpec::new("--sentry-environment", "PARSEC_SENTRY_ENVIRONMENT", Value);
     pub const DEV: OptSpec = OptSpec {
         long: "--dev",
         short: None,
@@ -525,19 +512,14 @@ pub(super) fn normalize(args: &[String]) -> Result<Vec<String>, CliExit> {
             match specs.iter().find(|s| s.long == name) {
                 Some(spec) if spec.kind == OptKind::Switch => {
                     if inline_value.is_some() {
-                        return Err(CliExit::usage(format!(
-                            "Option '{name}' does not take a value."
-                        )));
+                        return Err(CliExit::usage(format!("Option '{name}' does not take a value.")));
                     }
                     tokens.push(Token::Raw(arg.clone()));
                 }
                 Some(spec) => {
                     let value = match inline_value {
                         Some(value) => value.to_string(),
-                        None => rest
-                            .next()
-                            .cloned()
-                            .ok_or_else(|| requires_argument(name))?,
+                        None => rest.next().cloned().ok_or_else(|| requires_argument(name))?,
                     };
                     tokens.push(Token::Opt { spec: *spec, value });
                 }
@@ -547,10 +529,7 @@ pub(super) fn normalize(args: &[String]) -> Result<Vec<String>, CliExit> {
             // `-P 6777` or click's attached form `-P6777`.
             let value = match arg.get(2..).filter(|attached| !attached.is_empty()) {
                 Some(attached) => attached.to_string(),
-                None => rest
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| requires_argument(&arg[..2]))?,
+                None => rest.next().cloned().ok_or_else(|| requires_argument(&arg[..2]))?,
             };
             tokens.push(Token::Opt { spec, value });
         } else {
@@ -610,10 +589,7 @@ mod tests {
     }
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
@@ -657,10 +633,7 @@ mod tests {
         ]);
         assert_eq!(
             cmd_args_from_env(&env),
-            strings(&[
-                "--port=36780",
-                "--backend-addr=parsec://example.com:1234?no_ssl=true"
-            ])
+            strings(&["--port=36780", "--backend-addr=parsec://example.com:1234?no_ssl=true"])
         );
         assert!(cmd_args_from_env(&env_of(&[])).is_empty());
     }
@@ -692,35 +665,14 @@ mod tests {
             strings(&["run", "--administration-token", "--help"])
         );
         // `-b=x`: click keeps `=x` as the value.
-        assert_eq!(
-            normalized(&["run", "-b=x"]),
-            strings(&["run", "--blockstore", "=x"])
-        );
+        assert_eq!(normalized(&["run", "-b=x"]), strings(&["run", "--blockstore", "=x"]));
     }
 
     #[test]
     fn last_single_value_wins_and_repeated_accumulate() {
         assert_eq!(
-            normalized(&[
-                "run",
-                "-P",
-                "1",
-                "-b",
-                "A",
-                "--port",
-                "2",
-                "--blockstore=B",
-                "--port=3"
-            ]),
-            strings(&[
-                "run",
-                "--blockstore",
-                "A",
-                "--blockstore",
-                "B",
-                "--port",
-                "3"
-            ])
+            normalized(&["run", "-P", "1", "-b", "A", "--port", "2", "--blockstore=B", "--port=3"]),
+            strings(&["run", "--blockstore", "A", "--blockstore", "B", "--port", "3"])
         );
         assert_eq!(
             normalized(&["migrate", "--db", "a", "--debug", "--db", "b", "--debug"]),
@@ -734,28 +686,19 @@ mod tests {
             normalized(&["run", "--nope=1", "-x", "pos", "--", "--port"]),
             strings(&["run", "--nope", "-x", "pos", "--", "--port"])
         );
-        assert_eq!(
-            normalized(&["frobnicate", "--x"]),
-            strings(&["frobnicate", "--x"])
-        );
+        assert_eq!(normalized(&["frobnicate", "--x"]), strings(&["frobnicate", "--x"]));
         assert!(normalized(&[]).is_empty());
     }
 
     #[test]
     fn help_wins() {
         assert_eq!(normalized(&["--help", "--port", "1"]), strings(&["--help"]));
-        assert_eq!(
-            normalized(&["help", "run", "--port", "1"]),
-            strings(&["run", "--help"])
-        );
+        assert_eq!(normalized(&["help", "run", "--port", "1"]), strings(&["run", "--help"]));
         assert_eq!(
             normalized(&["run", "--port", "1", "--help", "--db"]),
             strings(&["run", "--help"])
         );
-        assert_eq!(
-            normalized(&["migrate", "help"]),
-            strings(&["migrate", "--help"])
-        );
+        assert_eq!(normalized(&["migrate", "help"]), strings(&["migrate", "--help"]));
     }
 
     #[test]
@@ -787,10 +730,7 @@ mod tests {
                         OptKind::Switch => vec![sub, name],
                         _ => vec![sub, name, "v"],
                     };
-                    assert!(
-                        TopLevel::from_args(&[PROGRAM_NAME], &args).is_ok(),
-                        "{sub} {name}"
-                    );
+                    assert!(TopLevel::from_args(&[PROGRAM_NAME], &args).is_ok(), "{sub} {name}");
                 }
             }
         }
@@ -804,11 +744,7 @@ mod tests {
                 .split_whitespace()
                 .filter(|w| w.starts_with("--") && w.len() > 2)
                 .map(|w| w.trim_end_matches([',', ']', '.', ')', '`', ';']))
-                .filter(|w| {
-                    w.chars()
-                        .skip(2)
-                        .all(|c| c.is_ascii_lowercase() || c == '-')
-                })
+                .filter(|w| w.chars().skip(2).all(|c| c.is_ascii_lowercase() || c == '-'))
                 .collect();
             for word in in_help {
                 assert!(

@@ -49,10 +49,8 @@ pub struct SwiftConfig {
 /// `(RAID mode as typed or None, [(node index, node config)])`.
 type RaidGroup<'a> = (Option<&'a str>, Vec<(Option<i128>, &'a str)>);
 
-const S3_USAGE: &str =
-    "Invalid S3 config, must be `s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret>`";
-const SWIFT_USAGE: &str =
-    "Invalid SWIFT config, must be `swift:<auth_url>:<tenant>:<container>:<user>:<password>`";
+const S3_USAGE: &str = "Invalid S3 config, must be `s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret>`";
+const SWIFT_USAGE: &str = "Invalid SWIFT config, must be `swift:<auth_url>:<tenant>:<container>:<user>:<password>`";
 
 impl BlockStoreConfig {
     /// The name printed in the startup line: `MOCKED`, `POSTGRESQL`, `S3`, `SWIFT`, `RAID0`,
@@ -74,9 +72,7 @@ impl BlockStoreConfig {
         match self {
             Self::Postgresql => true,
             Self::Mocked | Self::S3(_) | Self::Swift(_) => false,
-            Self::Raid0(nodes) | Self::Raid1(nodes) | Self::Raid5(nodes) => {
-                nodes.iter().any(Self::uses_postgresql)
-            }
+            Self::Raid0(nodes) | Self::Raid1(nodes) | Self::Raid5(nodes) => nodes.iter().any(Self::uses_postgresql),
         }
     }
 
@@ -132,9 +128,7 @@ impl BlockStoreConfig {
         match mode.to_uppercase().as_str() {
             "RAID0" => Ok(Self::Raid0(nodes)),
             "RAID1" => Ok(Self::Raid1(nodes)),
-            "RAID5" if nodes.len() < 3 => {
-                Err("RAID5 block store needs at least 3 nodes".to_string())
-            }
+            "RAID5" if nodes.len() < 3 => Err("RAID5 block store needs at least 3 nodes".to_string()),
             "RAID5" => Ok(Self::Raid5(nodes)),
             _ => Err(format!("Invalid multi blockstore mode `{mode}`")),
         }
@@ -149,8 +143,7 @@ fn split_raid_value(value: &str) -> Result<(Option<&str>, Option<i128>, &str), S
         && matches!(mode.to_uppercase().as_str(), "RAID0" | "RAID1" | "RAID5")
     {
         // The reference crashes here (UnboundLocalError); we give the message it meant.
-        let node = super::parse_py_int(node)
-            .ok_or_else(|| format!("Invalid node index `{node}` (must be integer)"))?;
+        let node = super::parse_py_int(node).ok_or_else(|| format!("Invalid node index `{node}` (must be integer)"))?;
         return Ok((Some(mode), Some(node), config));
     }
     Ok((None, None, value))
@@ -304,11 +297,7 @@ mod tests {
         };
         assert_eq!(swift.auth_url, "https://x.com");
         assert_eq!(
-            (
-                swift.tenant.as_str(),
-                swift.container.as_str(),
-                swift.user.as_str()
-            ),
+            (swift.tenant.as_str(), swift.container.as_str(), swift.user.as_str()),
             ("t", "c", "u")
         );
         assert_eq!(swift.password.expose(), r"p\");
@@ -351,24 +340,17 @@ mod tests {
         ]);
         assert_eq!(raid5.kind(), "RAID5");
         assert!(raid5.uses_postgresql());
-        let Raid5(nodes) = raid5 else {
-            panic!("expected RAID5")
-        };
+        let Raid5(nodes) = raid5 else { panic!("expected RAID5") };
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[2].kind(), "S3");
         // Python `int()` accepts signs, spaces and digit underscores.
-        assert_eq!(
-            ok(&["RAID0:+1:MOCKED", "RAID0:-0:MOCKED"]),
-            Raid0(vec![Mocked, Mocked])
-        );
+        assert_eq!(ok(&["RAID0:+1:MOCKED", "RAID0:-0:MOCKED"]), Raid0(vec![Mocked, Mocked]));
         assert_eq!(ok(&["RAID0: 0 :MOCKED"]), Raid0(vec![Mocked]));
         // The node config may itself contain colons (escaping applies to it alone).
         let Raid0(nodes) = ok(&[r"RAID0:0:s3:http\://h\:1:r:b:k:s"]) else {
             panic!("RAID0")
         };
-        let S3(s3) = &nodes[0] else {
-            panic!("expected S3 node")
-        };
+        let S3(s3) = &nodes[0] else { panic!("expected S3 node") };
         assert_eq!(s3.endpoint_url.as_deref(), Some("http://h:1"));
         assert!(!ok(&["RAID1:0:MOCKED"]).uses_postgresql());
     }
@@ -391,48 +373,30 @@ mod tests {
             err(&["MOCKED", "MOCKED"]),
             "Multiple blockstore configs only available for RAID mode"
         );
-        assert_eq!(
-            err(&["RAID1:1:MOCKED"]),
-            "Missing node index `0` in RAID config"
-        );
+        assert_eq!(err(&["RAID1:1:MOCKED"]), "Missing node index `0` in RAID config");
         assert_eq!(
             err(&["RAID1:0:MOCKED", "RAID1:2:MOCKED"]),
             "Missing node index `1` in RAID config"
         );
-        assert_eq!(
-            err(&["RAID0:-1:MOCKED"]),
-            "Missing node index `0` in RAID config"
-        );
+        assert_eq!(err(&["RAID0:-1:MOCKED"]), "Missing node index `0` in RAID config");
         assert_eq!(
             err(&["RAID1:0:MOCKED", "RAID1:0:MOCKED"]),
             "Multiple configuration for node index `0` in RAID config"
         );
-        assert_eq!(
-            err(&["RAID1:x:MOCKED"]),
-            "Invalid node index `x` (must be integer)"
-        );
-        assert_eq!(
-            err(&["RAID1:1_:MOCKED"]),
-            "Invalid node index `1_` (must be integer)"
-        );
+        assert_eq!(err(&["RAID1:x:MOCKED"]), "Invalid node index `x` (must be integer)");
+        assert_eq!(err(&["RAID1:1_:MOCKED"]), "Invalid node index `1_` (must be integer)");
         assert_eq!(
             err(&["RAID5:0:MOCKED", "RAID5:1:MOCKED"]),
             "RAID5 block store needs at least 3 nodes"
         );
         // Nesting is impossible: the node config is a single value.
-        assert_eq!(
-            err(&["RAID1:0:RAID1:0:MOCKED"]),
-            "Invalid blockstore type `RAID1`"
-        );
+        assert_eq!(err(&["RAID1:0:RAID1:0:MOCKED"]), "Invalid blockstore type `RAID1`");
         assert_eq!(err(&["RAID1:0:bad"]), "Invalid blockstore type `bad`");
     }
 
     #[test]
     fn secrets_are_not_in_debug_output() {
-        let config = ok(&[
-            "RAID1:0:s3::r:b:key:TOPSECRET",
-            "RAID1:1:swift:a:t:c:u:PASSWORD",
-        ]);
+        let config = ok(&["RAID1:0:s3::r:b:key:TOPSECRET", "RAID1:1:swift:a:t:c:u:PASSWORD"]);
         let debug = format!("{config:?}");
         assert!(!debug.contains("TOPSECRET"), "{debug}");
         assert!(!debug.contains("PASSWORD"), "{debug}");

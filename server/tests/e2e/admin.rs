@@ -14,11 +14,20 @@ async fn tokens_checked_first() {
         ("GET", "/administration/organizations/Unknown/stats".to_string()),
     ];
     for (method, path) in &routes {
-        for auth in [None, Some("Bearer wrong"), Some("bearer s3cr3t"), Some("s3cr3t"), Some("Bearer  s3cr3t")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("bearer s3cr3t"),
+            Some("s3cr3t"),
+            Some("Bearer  s3cr3t"),
+        ] {
             let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
             let (status, body) = http_request(&server, method, path, &headers, b"{}").await;
             assert_eq!(status, 403, "{method} {path} {auth:?}");
-            assert_eq!(serde_json::from_slice::<Json>(&body).unwrap(), json!({"error": "not_allowed"}));
+            assert_eq!(
+                serde_json::from_slice::<Json>(&body).unwrap(),
+                json!({"error": "not_allowed"})
+            );
         }
     }
 }
@@ -41,7 +50,13 @@ async fn create_get_patch_stats() {
     let token2 = create_org(&server, &id).await;
     assert_ne!(token, token2);
 
-    let (status, body) = admin(&server, "PATCH", &path, json!({"active_users_limit": 3, "user_profile_outsider_allowed": false})).await;
+    let (status, body) = admin(
+        &server,
+        "PATCH",
+        &path,
+        json!({"active_users_limit": 3, "user_profile_outsider_allowed": false}),
+    )
+    .await;
     assert_eq!((status, body), (200, json!({})));
     let (_, body) = admin(&server, "GET", &path, Json::Null).await;
     assert_eq!(body["active_users_limit"], json!(3));
@@ -54,7 +69,10 @@ async fn create_get_patch_stats() {
     let (status, body) = admin(&server, "GET", &format!("{path}/stats"), Json::Null).await;
     assert_eq!(status, 200);
     assert_eq!(body["users"], json!(0));
-    assert_eq!(body["users_per_profile_detail"][0], json!({"profile": "ADMIN", "active": 0, "revoked": 0}));
+    assert_eq!(
+        body["users_per_profile_detail"][0],
+        json!({"profile": "ADMIN", "active": 0, "revoked": 0})
+    );
 }
 
 #[actix_web::test]
@@ -62,23 +80,49 @@ async fn errors() {
     let server = start_server().await;
     let org = new_org(&server).await;
     // Bootstrapped: creation refused.
-    let (status, body) = admin(&server, "POST", "/administration/organizations", json!({"organization_id": org.id.as_str()})).await;
+    let (status, body) = admin(
+        &server,
+        "POST",
+        "/administration/organizations",
+        json!({"organization_id": org.id.as_str()}),
+    )
+    .await;
     assert_eq!((status, body), (400, json!({"error": "already_exists"})));
     // Unknown and invalid organizations.
-    for path in ["/administration/organizations/Unknown", "/administration/organizations/bad%20id", "/administration/organizations/Unknown/stats"] {
+    for path in [
+        "/administration/organizations/Unknown",
+        "/administration/organizations/bad%20id",
+        "/administration/organizations/Unknown/stats",
+    ] {
         let (status, body) = admin(&server, "GET", path, Json::Null).await;
         assert_eq!((status, body), (404, json!({"error": "not_found"})), "{path}");
     }
     // Bad bodies.
     let auth = format!("Bearer {TOKEN}");
-    let (status, body) = http_request(&server, "POST", "/administration/organizations", &[("Authorization", &auth)], b"{not json").await;
+    let (status, body) = http_request(
+        &server,
+        "POST",
+        "/administration/organizations",
+        &[("Authorization", &auth)],
+        b"{not json",
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(serde_json::from_slice::<Json>(&body).unwrap(), json!({"error": "bad_data", "reason": "Invalid JSON"}));
+    assert_eq!(
+        serde_json::from_slice::<Json>(&body).unwrap(),
+        json!({"error": "bad_data", "reason": "Invalid JSON"})
+    );
     let (status, body) = admin(&server, "POST", "/administration/organizations", json!({})).await;
     assert_eq!((status, body["error"].clone()), (400, json!("bad_data")));
     assert!(body["reason"]["organization_id"].is_array());
     let path = format!("/administration/organizations/{}", org.id);
-    let (status, body) = admin(&server, "PATCH", &path, json!({"is_expired": "maybe", "active_users_limit": -1})).await;
+    let (status, body) = admin(
+        &server,
+        "PATCH",
+        &path,
+        json!({"is_expired": "maybe", "active_users_limit": -1}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body["reason"]["is_expired"].is_array() && body["reason"]["active_users_limit"].is_array());
     // Wrong method.
@@ -111,5 +155,8 @@ async fn landing_redirect_static_and_404() {
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).to_lowercase();
     assert!(text.starts_with("http/1.1 302"), "{text}");
-    assert!(text.contains("location: parsec://127.0.0.1:6777/org8?action=claim_user&token=abc&no_ssl=true"), "{text}");
+    assert!(
+        text.contains("location: parsec://127.0.0.1:6777/org8?action=claim_user&token=abc&no_ssl=true"),
+        "{text}"
+    );
 }

@@ -1,21 +1,23 @@
-//! Test harness: the real HTTP server on a free port, a raw websocket client
-//! (frames built by hand, so tests can also send what a real client never
-//! would), and helpers to create and bootstrap organizations.
+//! Test harness: the real HTTP server on a free port, the raw websocket and
+//! HTTP client of `parsec-load` (frames built by hand, so tests can also send
+//! what a real client never would), and helpers to create and bootstrap
+//! organizations. The wrappers here panic instead of returning errors: a
+//! failed exchange is a failed test.
 
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use ed25519_dalek::{Signer, SigningKey};
-use parsec_actors::backend::Backends;
-use parsec_actors::{Actors, Settings};
-use parsec_protocol::certif::{self, DeviceCertificate, UserCertificate};
-use parsec_protocol::handshake;
+use ed25519_dalek::SigningKey;
+use parsec_actors::Settings;
+use parsec_load::client::{self, ClientError};
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
 use parsec_server::http;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+pub use parsec_load::client::{WsEvent, field, frame, status};
+pub use parsec_load::identity::{BootstrapCerts, Device, bootstrap_certs, bootstrap_req, new_key, sign};
 
 pub const TOKEN: &str = "s3cr3t";
 
@@ -24,31 +26,38 @@ pub struct TestServer {
     pub addr: SocketAddr,
 }
 
-impl TestServer {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-/// Starts the server as `run --dev` would, on a free port.
+/// Starts the server as `run --dev` would, on a free port (on PostgreSQL in
+/// the PostgreSQL pass of the tests).
 pub async fn start_server() -> TestServer {
     let settings = Settings {
         administration_token: TOKEN.into(),
         spontaneous_organization_bootstrap: false,
         organization_initial_active_users_limit: None,
         organization_initial_user_profile_outsider_allowed: true,
+        email: Default::default(),
+        backend_addr: Default::default(),
     };
-    let actors = Actors::start(Backends::memory(), settings);
+    start_server_with(parsec_actors::backend::postgres::start_actors_for_tests(settings).await).await
+}
+
+/// Serves `actors` over HTTP on a free port.
+pub async fn start_server_with(actors: parsec_actors::Actors) -> TestServer {
     let state = http::AppState {
         actors,
         backend_netloc: "127.0.0.1:6777".into(),
         backend_query: vec![("no_ssl".into(), "true".into())],
+        forward_proto_enforce_https: Some(("X-Forwarded-Proto".into(), "https".into())),
     };
-    let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(http::configure))
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .wrap(actix_web::middleware::from_fn(http::enforce_https))
+            .configure(http::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
     let addr = server.addrs()[0];
     actix_web::rt::spawn(server.run());
     TestServer { addr }
@@ -64,100 +73,51 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+    client::http_request(server.addr, method, path, headers, body)
         .await
-        .expect("timeout")
-        .expect("read");
-    parse_http_response(&raw)
-}
-
-fn parse_http_response(raw: &[u8]) -> (u16, Vec<u8>) {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end") + 4;
-    let head = String::from_utf8_lossy(&raw[..end]).to_string();
-    let status: u16 = head.split(' ').nth(1).expect("status").parse().expect("status code");
-    let mut body = raw[end..].to_vec();
-    if head.to_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[pos + 2..pos + 2 + size]);
-        data = &data[pos + 2 + size + 2..];
-    }
-    out
+        .expect("HTTP request")
 }
 
 pub async fn admin(server: &TestServer, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
-    let auth = format!("Bearer {TOKEN}");
-    let (status, out) = http_request(server, method, path, &[("Authorization", &auth)], &body).await;
-    (status, serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null))
+    client::admin(server.addr, TOKEN, method, path, &body)
+        .await
+        .expect("admin request")
 }
 
 // ------------------------------------------------------------- websocket
 
-/// A raw websocket client connection.
+/// A raw websocket client connection (`parsec-load`'s, with panicking
+/// methods; its `stream` is reachable through `Deref`).
 #[derive(Debug)]
-pub struct WsClient {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
+pub struct WsClient(client::WsClient);
+
+impl Deref for WsClient {
+    type Target = client::WsClient;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-/// What the server sent.
-#[derive(Debug, PartialEq)]
-pub enum WsEvent {
-    Binary(Vec<u8>),
-    Text(Vec<u8>),
-    Close(Option<u16>),
-    Pong(Vec<u8>),
-    /// TCP closed without a close frame.
-    Eof,
+impl DerefMut for WsClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl WsClient {
     /// Connects to `/ws` and completes the HTTP upgrade.
     pub async fn connect(server: &TestServer) -> WsClient {
-        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-        let req = "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        stream.write_all(req.as_bytes()).await.expect("write");
-        let mut buf = Vec::new();
-        let end = loop {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "server closed during upgrade");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        WsClient { stream, buf: buf[end..].to_vec() }
+        let mut ws = client::WsClient::connect(server.addr).await.expect("websocket upgrade");
+        ws.timeout = Duration::from_secs(10);
+        WsClient(ws)
     }
 
     /// Writes one frame, masked unless asked otherwise.
     pub async fn send_frame(&mut self, opcode: u8, payload: &[u8], fin: bool, masked: bool, rsv: u8) {
-        let frame = frame(opcode, payload, fin, masked, rsv, None);
-        self.stream.write_all(&frame).await.expect("write");
+        self.0
+            .send_frame(opcode, payload, fin, masked, rsv)
+            .await
+            .expect("write");
     }
 
     pub async fn send(&mut self, payload: &[u8]) {
@@ -168,53 +128,14 @@ impl WsClient {
         self.send(&value::pack(v)).await;
     }
 
-    async fn fill(&mut self, n: usize) -> bool {
-        while self.buf.len() < n {
-            let mut chunk = vec![0u8; 65536];
-            match self.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-        true
-    }
-
-    /// Next complete frame from the server (unfragmented: our server never fragments).
+    /// Next complete message or control frame from the server; a reset
+    /// connection reads as `Eof`.
     pub async fn recv_event(&mut self) -> WsEvent {
-        tokio::time::timeout(Duration::from_secs(10), self.recv_inner()).await.expect("recv timeout")
-    }
-
-    async fn recv_inner(&mut self) -> WsEvent {
-        if !self.fill(2).await {
-            return WsEvent::Eof;
-        }
-        let opcode = self.buf[0] & 0x0f;
-        let mut len = (self.buf[1] & 0x7f) as usize;
-        let mut head = 2;
-        if len == 126 {
-            if !self.fill(4).await {
-                return WsEvent::Eof;
-            }
-            len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
-            head = 4;
-        } else if len == 127 {
-            if !self.fill(10).await {
-                return WsEvent::Eof;
-            }
-            len = u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize;
-            head = 10;
-        }
-        if !self.fill(head + len).await {
-            return WsEvent::Eof;
-        }
-        let payload = self.buf[head..head + len].to_vec();
-        self.buf.drain(..head + len);
-        match opcode {
-            0x2 => WsEvent::Binary(payload),
-            0x1 => WsEvent::Text(payload),
-            0x8 => WsEvent::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))),
-            0xa => WsEvent::Pong(payload),
-            other => panic!("unexpected opcode {other}"),
+        match self.0.recv_event().await {
+            Ok(event) => event,
+            Err(ClientError::Io(_)) => WsEvent::Eof,
+            Err(ClientError::Timeout) => panic!("recv timeout"),
+            Err(e) => panic!("{e}"),
         }
     }
 
@@ -235,39 +156,6 @@ impl WsClient {
     }
 }
 
-/// One websocket frame, client style.
-pub fn frame(opcode: u8, payload: &[u8], fin: bool, masked: bool, rsv: u8, declared: Option<u64>) -> Vec<u8> {
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | (rsv << 4) | opcode];
-    let len = declared.unwrap_or(payload.len() as u64);
-    let mask_bit = if masked { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(mask_bit | len as u8);
-    } else if len < 65536 {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    if masked {
-        let key = [0x12, 0x34, 0x56, 0x78];
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
-/// Field of a decoded map.
-pub fn field<'a>(m: &'a [(Value, Value)], key: &str) -> &'a Value {
-    value::get(m, key).unwrap_or(&Value::Nil)
-}
-
-pub fn status(m: &[(Value, Value)]) -> &str {
-    field(m, "status").as_str().unwrap_or("<none>")
-}
-
 // ------------------------------------------------------------ identities
 
 /// A bootstrapped organization with its first device.
@@ -277,81 +165,28 @@ pub struct Org {
     pub alice: Device,
 }
 
-/// A device's identity and keys.
-pub struct Device {
-    pub device_id: DeviceId,
-    pub signing_key: SigningKey,
-}
-
-pub fn new_key() -> SigningKey {
-    SigningKey::from_bytes(&rand::random::<[u8; 32]>())
-}
-
-pub fn sign(key: &SigningKey) -> impl Fn(&[u8]) -> [u8; 64] + '_ {
-    move |m| key.sign(m).to_bytes()
-}
-
 pub fn unique_org(prefix: &str) -> OrganizationId {
-    OrganizationId::parse(&format!("{prefix}{}", &hex::encode(rand::random::<[u8; 6]>()))).unwrap()
-}
-
-/// Certificates for a bootstrap: full and redacted user and device.
-pub struct BootstrapCerts {
-    pub user: Vec<u8>,
-    pub device: Vec<u8>,
-    pub redacted_user: Vec<u8>,
-    pub redacted_device: Vec<u8>,
-}
-
-pub fn bootstrap_certs(root: &SigningKey, device_id: &DeviceId, device_key: &SigningKey, now: DateTime) -> BootstrapCerts {
-    let user = UserCertificate {
-        author: None,
-        timestamp: now,
-        user_id: device_id.user_id(),
-        human_handle: Some(HumanHandle::new("alice@example.com", "Alice").unwrap()),
-        public_key: [9; 32],
-        profile: UserProfile::Admin,
-    };
-    let device = DeviceCertificate {
-        author: None,
-        timestamp: now,
-        device_id: device_id.clone(),
-        device_label: Some(DeviceLabel::parse("laptop").unwrap()),
-        verify_key: device_key.verifying_key().to_bytes(),
-    };
-    let redacted_user = UserCertificate { human_handle: None, ..user.clone() };
-    let redacted_device = DeviceCertificate { device_label: None, ..device.clone() };
-    BootstrapCerts {
-        user: certif::build::sign_payload(certif::build::user(&user), sign(root)),
-        device: certif::build::sign_payload(certif::build::device(&device), sign(root)),
-        redacted_user: certif::build::sign_payload(certif::build::user(&redacted_user), sign(root)),
-        redacted_device: certif::build::sign_payload(certif::build::device(&redacted_device), sign(root)),
-    }
-}
-
-pub fn bootstrap_req(token: &str, root: &SigningKey, c: &BootstrapCerts) -> Value {
-    value::map([
-        ("cmd", Value::from("organization_bootstrap")),
-        ("bootstrap_token", Value::from(token)),
-        ("root_verify_key", Value::Binary(root.verifying_key().to_bytes().to_vec())),
-        ("user_certificate", Value::Binary(c.user.clone())),
-        ("device_certificate", Value::Binary(c.device.clone())),
-        ("redacted_user_certificate", Value::Binary(c.redacted_user.clone())),
-        ("redacted_device_certificate", Value::Binary(c.redacted_device.clone())),
-    ])
+    parsec_load::identity::unique_org(prefix).expect("organization id")
 }
 
 /// POSTs to the anonymous route; returns the HTTP status and decoded body.
 pub async fn anonymous(server: &TestServer, org: &str, body: &[u8]) -> (u16, Vec<(Value, Value)>) {
-    let (status, raw) = http_request(server, "POST", &format!("/anonymous/{org}"), &[], body).await;
-    (status, value::unpack_map(&raw).unwrap_or_default())
+    client::anonymous(server.addr, org, body)
+        .await
+        .expect("anonymous request")
 }
 
 /// Creates an organization through the admin API; returns its bootstrap token.
 pub async fn create_org(server: &TestServer, id: &OrganizationId) -> String {
-    let (status, body) = admin(server, "POST", "/administration/organizations", serde_json::json!({"organization_id": id.as_str()})).await;
+    let (status, body) = admin(
+        server,
+        "POST",
+        "/administration/organizations",
+        serde_json::json!({"organization_id": id.as_str()}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    body["bootstrap_token"].as_str().unwrap().to_string()
+    body["bootstrap_token"].as_str().expect("bootstrap token").to_string()
 }
 
 /// Creates and bootstraps an organization.
@@ -359,7 +194,10 @@ pub async fn new_org(server: &TestServer) -> Org {
     let id = unique_org("Test");
     let token = create_org(server, &id).await;
     let root = new_key();
-    let alice = Device { device_id: DeviceId::parse("alice@laptop").unwrap(), signing_key: new_key() };
+    let alice = Device {
+        device_id: DeviceId::parse("alice@laptop").expect("device id"),
+        signing_key: new_key(),
+    };
     let certs = bootstrap_certs(&root, &alice.device_id, &alice.signing_key, DateTime::now());
     let (status, rep) = anonymous(server, id.as_str(), &value::pack(&bootstrap_req(&token, &root, &certs))).await;
     assert_eq!((status, self::status(&rep)), (200, "ok"), "{rep:?}");
@@ -375,14 +213,12 @@ pub async fn try_login(
     rvk: &Key32,
 ) -> Result<WsClient, Vec<(Value, Value)>> {
     let mut ws = WsClient::connect(server).await;
-    let challenge = match ws.recv_event().await {
-        WsEvent::Binary(b) => b,
-        other => panic!("no challenge: {other:?}"),
-    };
-    let answer = handshake::authenticated_answer(&challenge, org, device_id, rvk, sign(key)).unwrap();
-    ws.send(&answer).await;
-    let result = ws.recv().await;
-    if field(&result, "result").as_str() == Some("ok") { Ok(ws) } else { Err(result) }
+    let result = ws.0.handshake_raw(org, device_id, key, rvk).await.expect("handshake");
+    if field(&result, "result").as_str() == Some("ok") {
+        Ok(ws)
+    } else {
+        Err(result)
+    }
 }
 
 pub async fn login(server: &TestServer, org: &Org) -> WsClient {

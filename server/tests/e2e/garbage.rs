@@ -22,12 +22,17 @@ async fn malformed_messages_close_only_their_connection() {
     let mut bystander = login(&server, &org).await;
     ping_ok(&mut bystander, "before").await;
 
-    let mut bin_over = vec![0x82, 0xa3, b'c', b'm', b'd', 0xa4, b'p', b'i', b'n', b'g', 0xa4, b'd', b'a', b't', b'a', 0xc6];
+    let mut bin_over = vec![
+        0x82, 0xa3, b'c', b'm', b'd', 0xa4, b'p', b'i', b'n', b'g', 0xa4, b'd', b'a', b't', b'a', 0xc6,
+    ];
     bin_over.extend_from_slice(&(1024u32 * 1024 + 1).to_be_bytes());
     bin_over.extend(std::iter::repeat_n(0u8, 1024 * 1024 + 1));
     let random: Vec<u8> = (0..512).map(|_| rand::random::<u8>()).collect();
     let truncated = {
-        let mut t = value::pack(&value::map([("cmd", Value::from("ping")), ("ping", Value::from("x".repeat(50)))]));
+        let mut t = value::pack(&value::map([
+            ("cmd", Value::from("ping")),
+            ("ping", Value::from("x".repeat(50))),
+        ]));
         t.truncate(t.len() - 10);
         t
     };
@@ -56,7 +61,10 @@ async fn malformed_messages_close_only_their_connection() {
     assert_eq!(ws.recv_event().await, WsEvent::Close(Some(1000)));
 
     // Framing violations: a close frame, nothing else.
-    let ping = value::pack(&value::map([("cmd", Value::from("ping")), ("ping", Value::from("frame"))]));
+    let ping = value::pack(&value::map([
+        ("cmd", Value::from("ping")),
+        ("ping", Value::from("frame")),
+    ]));
     eprintln!("violations");
     for (opcode, masked, rsv) in [(0x2, false, 0), (0x3, true, 0), (0x2, true, 0b100)] {
         let mut ws = login(&server, &org).await;
@@ -70,14 +78,20 @@ async fn malformed_messages_close_only_their_connection() {
     let huge = vec![0u8; 10 * 1024 * 1024];
     let raw = frame(0x2, &huge, true, true, 0, None);
     let _ = tokio::io::AsyncWriteExt::write_all(&mut ws.stream, &raw).await;
-    assert!(matches!(ws.recv_event().await, WsEvent::Close(_) | WsEvent::Eof | WsEvent::Binary(_)));
+    assert!(matches!(
+        ws.recv_event().await,
+        WsEvent::Close(_) | WsEvent::Eof | WsEvent::Binary(_)
+    ));
 
     eprintln!("absurd");
     // An absurd declared length.
     let mut ws = login(&server, &org).await;
     let raw = frame(0x2, b"abc", true, true, 0, Some(1 << 62));
     let _ = tokio::io::AsyncWriteExt::write_all(&mut ws.stream, &raw).await;
-    assert!(matches!(ws.recv_event().await, WsEvent::Close(_) | WsEvent::Eof | WsEvent::Binary(_)));
+    assert!(matches!(
+        ws.recv_event().await,
+        WsEvent::Close(_) | WsEvent::Eof | WsEvent::Binary(_)
+    ));
 
     ping_ok(&mut bystander, "after").await;
     let mut fresh = login(&server, &org).await;
@@ -114,12 +128,24 @@ async fn wrong_types_and_unknown_commands_keep_the_connection() {
         assert_eq!(field(&rep, "reason").as_str(), Some("Invalid message."));
         assert!(matches!(field(&rep, "errors"), Value::Map(_)));
     }
-    let rep = ws.req("ping", vec![("ping", Value::from("extra")), ("unexpected_field", Value::Boolean(true))]).await;
+    let rep = ws
+        .req(
+            "ping",
+            vec![
+                ("ping", Value::from("extra")),
+                ("unexpected_field", Value::Boolean(true)),
+            ],
+        )
+        .await;
     assert_eq!(field(&rep, "pong").as_str(), Some("extra"));
 
     // Pipelined requests are answered in order; a websocket ping is answered.
     for i in 0..5 {
-        ws.send_value(&value::map([("cmd", Value::from("ping")), ("ping", Value::from(format!("p{i}")))])).await;
+        ws.send_value(&value::map([
+            ("cmd", Value::from("ping")),
+            ("ping", Value::from(format!("p{i}"))),
+        ]))
+        .await;
     }
     for i in 0..5 {
         assert_eq!(field(&ws.recv().await, "pong").as_str(), Some(format!("p{i}").as_str()));
@@ -128,7 +154,10 @@ async fn wrong_types_and_unknown_commands_keep_the_connection() {
     assert_eq!(ws.recv_event().await, WsEvent::Pong(b"hb".to_vec()));
 
     // A fragmented message with a ping frame in the middle.
-    let data = value::pack(&value::map([("cmd", Value::from("ping")), ("ping", Value::from("fragmented"))]));
+    let data = value::pack(&value::map([
+        ("cmd", Value::from("ping")),
+        ("ping", Value::from("fragmented")),
+    ]));
     ws.send_frame(0x2, &data[..4], false, true, 0).await;
     ws.send_frame(0x9, b"mid", true, true, 0).await;
     ws.send_frame(0x0, &data[4..], true, true, 0).await;
@@ -142,8 +171,20 @@ async fn events_listen_is_abandoned_by_the_next_request() {
     let org = new_org(&server).await;
     let mut listener = login(&server, &org).await;
     assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
-    assert_eq!(status(&listener.req("events_listen", vec![("wait", Value::Boolean(false))]).await), "no_events");
-    listener.send_value(&value::map([("cmd", Value::from("events_listen")), ("wait", Value::Boolean(true))])).await;
+    assert_eq!(
+        status(
+            &listener
+                .req("events_listen", vec![("wait", Value::Boolean(false))])
+                .await
+        ),
+        "no_events"
+    );
+    listener
+        .send_value(&value::map([
+            ("cmd", Value::from("events_listen")),
+            ("wait", Value::Boolean(true)),
+        ]))
+        .await;
     // A websocket ping is answered while the listen waits.
     listener.send_frame(0x9, b"hb", true, true, 0).await;
     assert_eq!(listener.recv_event().await, WsEvent::Pong(b"hb".to_vec()));
@@ -155,5 +196,12 @@ async fn events_listen_is_abandoned_by_the_next_request() {
     let mut other = login(&server, &org).await;
     ping_ok(&mut other, "hello listener").await;
     ping_ok(&mut listener, "sync").await;
-    assert_eq!(status(&listener.req("events_listen", vec![("wait", Value::Boolean(false))]).await), "no_events");
+    assert_eq!(
+        status(
+            &listener
+                .req("events_listen", vec![("wait", Value::Boolean(false))])
+                .await
+        ),
+        "no_events"
+    );
 }

@@ -23,7 +23,11 @@ async fn refused(server: &TestServer, answer: &[u8]) -> Vec<(Value, Value)> {
     ws.send(answer).await;
     let result = ws.recv().await;
     assert_eq!(field(&result, "handshake").as_str(), Some("result"));
-    assert_eq!(ws.recv_event().await, WsEvent::Eof, "refusals drop TCP without a close frame");
+    assert_eq!(
+        ws.recv_event().await,
+        WsEvent::Eof,
+        "refusals drop TCP without a close frame"
+    );
     result
 }
 
@@ -34,7 +38,10 @@ async fn challenge_contents() {
     let ch = ws.recv().await;
     assert_eq!(field(&ch, "handshake").as_str(), Some("challenge"));
     assert!(matches!(field(&ch, "challenge"), Value::Binary(b) if b.len() == 48));
-    assert_eq!(field(&ch, "supported_api_versions"), &Value::Array(vec![version(1, 3), version(2, 7), version(3, 1)]));
+    assert_eq!(
+        field(&ch, "supported_api_versions"),
+        &Value::Array(vec![version(1, 3), version(2, 7), version(3, 1)])
+    );
     assert_eq!(field(&ch, "ballpark_client_early_offset"), &Value::F64(50.0));
     assert_eq!(field(&ch, "ballpark_client_late_offset"), &Value::F64(70.0));
     assert!(matches!(field(&ch, "backend_timestamp"), Value::Ext(1, b) if b.len() == 8));
@@ -59,30 +66,46 @@ async fn refusals() {
     let alice = &org.alice;
 
     // Unknown organization, unknown device: bad_identity.
-    let r = try_login(&server, &unique_org("Nope"), &alice.device_id, &alice.signing_key, &rvk).await.unwrap_err();
+    let r = try_login(&server, &unique_org("Nope"), &alice.device_id, &alice.signing_key, &rvk)
+        .await
+        .unwrap_err();
     assert_eq!(field(&r, "result").as_str(), Some("bad_identity"));
     assert_eq!(field(&r, "help").as_str(), Some("Invalid handshake information"));
     let ghost = DeviceId::parse("alice@ghost").unwrap();
-    let r = try_login(&server, &org.id, &ghost, &alice.signing_key, &rvk).await.unwrap_err();
+    let r = try_login(&server, &org.id, &ghost, &alice.signing_key, &rvk)
+        .await
+        .unwrap_err();
     assert_eq!(field(&r, "result").as_str(), Some("bad_identity"));
 
     // Wrong root verify key.
     let other = new_key().verifying_key().to_bytes();
-    let r = try_login(&server, &org.id, &alice.device_id, &alice.signing_key, &other).await.unwrap_err();
+    let r = try_login(&server, &org.id, &alice.device_id, &alice.signing_key, &other)
+        .await
+        .unwrap_err();
     assert_eq!(field(&r, "result").as_str(), Some("rvk_mismatch"));
 
     // Wrong signing key.
-    let r = try_login(&server, &org.id, &alice.device_id, &new_key(), &rvk).await.unwrap_err();
+    let r = try_login(&server, &org.id, &alice.device_id, &new_key(), &rvk)
+        .await
+        .unwrap_err();
     assert_eq!(field(&r, "result").as_str(), Some("bad_protocol"));
     assert_eq!(field(&r, "help").as_str(), Some("Invalid answer signature"));
 
     // Garbage answer.
     let r = refused(&server, b"\x00\x01garbage").await;
     assert_eq!(field(&r, "result").as_str(), Some("bad_protocol"));
-    assert!(field(&r, "help").as_str().unwrap().starts_with("Invalid msgpack data: "));
+    assert!(
+        field(&r, "help")
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid msgpack data: ")
+    );
 
     // No common API version.
-    let a = answer(vec![("type", Value::from("AUTHENTICATED")), ("client_api_version", version(99, 0))]);
+    let a = answer(vec![
+        ("type", Value::from("AUTHENTICATED")),
+        ("client_api_version", version(99, 0)),
+    ]);
     let r = refused(&server, &value::pack(&a)).await;
     assert_eq!(
         field(&r, "help").as_str(),
@@ -95,7 +118,10 @@ async fn refusals() {
         ("client_api_version", version(2, 5)),
         ("organization_id", Value::from(org.id.as_str())),
     ]);
-    assert_eq!(field(&refused(&server, &value::pack(&a)).await, "result").as_str(), Some("bad_protocol"));
+    assert_eq!(
+        field(&refused(&server, &value::pack(&a)).await, "result").as_str(),
+        Some("bad_protocol")
+    );
 
     // Type / version mismatch.
     let a = answer(vec![
@@ -104,7 +130,10 @@ async fn refusals() {
         ("organization_id", Value::from(org.id.as_str())),
     ]);
     let r = refused(&server, &value::pack(&a)).await;
-    assert_eq!(field(&r, "help").as_str(), Some("{'type': ['Unsupported value: anonymous']}"));
+    assert_eq!(
+        field(&r, "help").as_str(),
+        Some("{'type': ['Unsupported value: anonymous']}")
+    );
 
     // Invitation that does not exist: the exact help text the client matches.
     let a = answer(vec![
@@ -115,7 +144,10 @@ async fn refusals() {
         ("token", uuid_value(Uuid::new_v4())),
     ]);
     let r = refused(&server, &value::pack(&a)).await;
-    assert_eq!(field(&r, "help").as_str(), Some("Invalid handshake: Invitation not found"));
+    assert_eq!(
+        field(&r, "help").as_str(),
+        Some("Invalid handshake: Invitation not found")
+    );
 
     // Legacy v1 anonymous on an unknown organization.
     let a = answer(vec![
@@ -123,7 +155,10 @@ async fn refusals() {
         ("client_api_version", version(1, 3)),
         ("organization_id", Value::from("UnknownOrg")),
     ]);
-    assert_eq!(field(&refused(&server, &value::pack(&a)).await, "result").as_str(), Some("bad_identity"));
+    assert_eq!(
+        field(&refused(&server, &value::pack(&a)).await, "result").as_str(),
+        Some("bad_identity")
+    );
 }
 
 #[actix_web::test]
@@ -141,7 +176,9 @@ async fn expired_organization_is_refused_and_disconnected() {
     assert_eq!(status, 200);
     assert_eq!(live.recv_event().await, WsEvent::Close(Some(1000)));
     let rvk = org.root.verifying_key().to_bytes();
-    let r = try_login(&server, &org.id, &org.alice.device_id, &org.alice.signing_key, &rvk).await.unwrap_err();
+    let r = try_login(&server, &org.id, &org.alice.device_id, &org.alice.signing_key, &rvk)
+        .await
+        .unwrap_err();
     assert_eq!(field(&r, "result").as_str(), Some("organization_expired"));
     assert_eq!(field(&r, "help").as_str(), Some("Trial organization has expired"));
 }

@@ -6,3 +6,5 @@ mod bootstrap;
 mod common;
 mod garbage;
 mod handshake;
+mod multi;
+mod ops;

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parsec_protocol::cmds::authenticated::{
-    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate,
+    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead,
+    VlobUpdate,
 };
 use parsec_protocol::types::*;
 
@@ -44,14 +45,24 @@ impl DataState {
     /// Sum of every stored vlob blob, re-encrypted copies included, as PG
     /// counts its `vlob_atom` rows (`organization_stats.metadata_size`).
     pub(super) fn metadata_size(&self) -> u64 {
-        let blobs = self.realms.values().flat_map(|r| r.vlobs.values()).flat_map(|v| &v.versions);
-        blobs.flat_map(|v| v.blobs.values()).map(|b| b.len() as u64).sum()
+        let blobs = self
+            .realms
+            .values()
+            .flat_map(|r| r.vlobs.values())
+            .flat_map(|v| &v.versions);
+        blobs
+            .flat_map(|v| v.blobs.values())
+            .map(|b| b.len() as u64)
+            .sum()
     }
 
     fn deliver(&mut self, recipient: &UserId, message: InboxMessage) -> DeliveredMessage {
         let inbox = self.messages.entry(recipient.clone()).or_default();
         inbox.push(message);
-        DeliveredMessage { recipient: recipient.clone(), index: inbox.len() as u64 }
+        DeliveredMessage {
+            recipient: recipient.clone(),
+            index: inbox.len() as u64,
+        }
     }
 }
 
@@ -73,7 +84,10 @@ struct Realm {
 impl Realm {
     fn new(role: RealmGrantedRole) -> Self {
         Self {
-            status: RealmStatus { encryption_revision: 1, maintenance: None },
+            status: RealmStatus {
+                encryption_revision: 1,
+                maintenance: None,
+            },
             roles: vec![role],
             changes: Vec::new(),
             last_role_change: HashMap::new(),
@@ -96,9 +110,18 @@ impl Realm {
         self.role_of(user).filter(|_| active)
     }
 
-    fn record_write(&mut self, author: &DeviceId, vlob_id: Uuid, version: u64, timestamp: DateTime) -> u64 {
+    fn record_write(
+        &mut self,
+        author: &DeviceId,
+        vlob_id: Uuid,
+        version: u64,
+        timestamp: DateTime,
+    ) -> u64 {
         self.changes.push((vlob_id, version));
-        let last = self.last_vlob_update.entry(author.user_id()).or_insert(timestamp);
+        let last = self
+            .last_vlob_update
+            .entry(author.user_id())
+            .or_insert(timestamp);
         *last = (*last).max(timestamp);
         self.changes.len() as u64
     }
@@ -201,14 +224,20 @@ impl MemoryStore {
         f: impl FnOnce(&mut OrgState) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut orgs = self.lock();
-        let o = orgs.get_mut(org).ok_or_else(|| unexpected("organization vanished"))?;
+        let o = orgs
+            .get_mut(org)
+            .ok_or_else(|| unexpected("organization vanished"))?;
         f(o)
     }
 }
 
 #[async_trait]
 impl RealmBackend for MemoryStore {
-    async fn create(&self, org: &OrganizationId, role: RealmGrantedRole) -> Result<(), RealmCreateError> {
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        role: RealmGrantedRole,
+    ) -> Result<(), RealmCreateError> {
         self.with_org(org, |o| {
             if o.data.realms.contains_key(&role.realm_id) {
                 return Err(RealmCreateError::AlreadyExists);
@@ -224,10 +253,17 @@ impl RealmBackend for MemoryStore {
         user: &UserId,
         realm_id: Uuid,
     ) -> Result<RealmStatus, RealmReadError> {
-        self.with_org(org, |o| Ok(readable_realm(o, user, realm_id)?.status.clone()))
+        self.with_org(org, |o| {
+            Ok(readable_realm(o, user, realm_id)?.status.clone())
+        })
     }
 
-    async fn get_stats(&self, org: &OrganizationId, user: &UserId, realm_id: Uuid) -> Result<RealmStats, RealmReadError> {
+    async fn get_stats(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+    ) -> Result<RealmStats, RealmReadError> {
         self.with_org(org, |o| {
             let realm = readable_realm(o, user, realm_id)?;
             let blocks = o.data.blocks.values().filter(|b| b.realm_id == realm_id);
@@ -262,14 +298,20 @@ impl RealmBackend for MemoryStore {
         use RealmUpdateRolesError as E;
         self.with_org(org, |o| {
             let target = o.users.get(&role.user_id).ok_or(E::UserNotFound)?;
-            if target.profile == UserProfile::Outsider && matches!(role.role, Some(RealmRole::Owner | RealmRole::Manager)) {
+            if target.profile == UserProfile::Outsider
+                && matches!(role.role, Some(RealmRole::Owner | RealmRole::Manager))
+            {
                 return Err(E::IncompatibleProfile);
             }
             // Any revocation, even one dated in the future (PG tests `revoked_on` only).
             if target.revoked_on.is_some() {
                 return Err(E::UserRevoked);
             }
-            let realm = o.data.realms.get_mut(&role.realm_id).ok_or(E::RealmNotFound)?;
+            let realm = o
+                .data
+                .realms
+                .get_mut(&role.realm_id)
+                .ok_or(E::RealmNotFound)?;
             if realm.status.maintenance.is_some() {
                 return Err(E::InMaintenance);
             }
@@ -296,14 +338,30 @@ impl RealmBackend for MemoryStore {
                 return Err(E::RequireGreaterTimestamp(t));
             }
 
-            let last = realm.last_role_change.entry(author).or_insert(role.granted_on);
+            let last = realm
+                .last_role_change
+                .entry(author)
+                .or_insert(role.granted_on);
             *last = (*last).max(role.granted_on);
-            let (recipient, sender, timestamp) = (role.user_id.clone(), role.granted_by.clone(), role.granted_on);
+            let (recipient, sender, timestamp) = (
+                role.user_id.clone(),
+                role.granted_by.clone(),
+                role.granted_on,
+            );
             realm.roles.push(role);
             // PG sends nothing for an empty message (it tests truthiness).
             Ok(recipient_message
                 .filter(|body| !body.is_empty())
-                .map(|body| o.data.deliver(&recipient, InboxMessage { sender, timestamp, body })))
+                .map(|body| {
+                    o.data.deliver(
+                        &recipient,
+                        InboxMessage {
+                            sender,
+                            timestamp,
+                            body,
+                        },
+                    )
+                }))
         })
     }
 
@@ -328,20 +386,36 @@ impl RealmBackend for MemoryStore {
                 return Err(E::NotAllowed);
             }
             let users: HashSet<&UserId> = realm.roles.iter().map(|r| &r.user_id).collect();
-            let participants: HashSet<&UserId> =
-                users.into_iter().filter(|u| realm.role_of_active(o, u, now).is_some()).collect();
+            let participants: HashSet<&UserId> = users
+                .into_iter()
+                .filter(|u| realm.role_of_active(o, u, now).is_some())
+                .collect();
             let recipients: HashSet<&UserId> = req.per_participant_message.keys().collect();
             if participants != recipients {
                 return Err(E::ParticipantsMismatch);
             }
 
-            let maintenance =
-                RealmMaintenance { kind: MaintenanceType::Reencryption, started_by: author.clone(), started_on: req.timestamp };
+            let maintenance = RealmMaintenance {
+                kind: MaintenanceType::Reencryption,
+                started_by: author.clone(),
+                started_on: req.timestamp,
+            };
             if let Some(realm) = o.data.realms.get_mut(&req.realm_id) {
-                realm.status = RealmStatus { encryption_revision: new_revision, maintenance: Some(maintenance) };
+                realm.status = RealmStatus {
+                    encryption_revision: new_revision,
+                    maintenance: Some(maintenance),
+                };
             }
-            let message = |body: &Vec<u8>| InboxMessage { sender: author.clone(), timestamp: req.timestamp, body: body.clone() };
-            Ok(req.per_participant_message.iter().map(|(user, body)| o.data.deliver(user, message(body))).collect())
+            let message = |body: &Vec<u8>| InboxMessage {
+                sender: author.clone(),
+                timestamp: req.timestamp,
+                body: body.clone(),
+            };
+            Ok(req
+                .per_participant_message
+                .iter()
+                .map(|(user, body)| o.data.deliver(user, message(body)))
+                .collect())
         })
     }
 
@@ -378,16 +452,35 @@ impl RealmBackend for MemoryStore {
         })
     }
 
-    async fn get_realms_for_user(&self, org: &OrganizationId, user: &UserId) -> Result<HashSet<Uuid>, Internal> {
+    async fn get_realms_for_user(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+    ) -> Result<HashSet<Uuid>, Internal> {
         let orgs = self.lock();
-        let Some(o) = orgs.get(org) else { return Ok(HashSet::new()) };
-        Ok(o.data.realms.iter().filter(|(_, r)| r.role_of(user).is_some()).map(|(id, _)| *id).collect())
+        let Some(o) = orgs.get(org) else {
+            return Ok(HashSet::new());
+        };
+        Ok(o.data
+            .realms
+            .iter()
+            .filter(|(_, r)| r.role_of(user).is_some())
+            .map(|(id, _)| *id)
+            .collect())
     }
 }
 
 /// Realm exists, then the user has a current role (realm reads).
-fn readable_realm<'a>(o: &'a OrgState, user: &UserId, realm_id: Uuid) -> Result<&'a Realm, RealmReadError> {
-    let realm = o.data.realms.get(&realm_id).ok_or(RealmReadError::NotFound)?;
+fn readable_realm<'a>(
+    o: &'a OrgState,
+    user: &UserId,
+    realm_id: Uuid,
+) -> Result<&'a Realm, RealmReadError> {
+    let realm = o
+        .data
+        .realms
+        .get(&realm_id)
+        .ok_or(RealmReadError::NotFound)?;
     if !can_read(realm.role_of(user)) {
         return Err(RealmReadError::NotAllowed);
     }
@@ -401,41 +494,76 @@ fn realm_of_vlob(o: &OrgState, vlob_id: Uuid) -> Option<Uuid> {
 
 #[async_trait]
 impl VlobBackend for MemoryStore {
-    async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError> {
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        author: &DeviceId,
+        req: &VlobCreate,
+    ) -> Result<u64, VlobCreateError> {
         self.with_org(org, |o| {
             let user = author.user_id();
             let realm = o.data.realms.get(&req.realm_id);
-            let realm = check_access(realm, &user, OperationKind::DataWrite, Some(req.encryption_revision), can_write)?;
-            if let Some(t) = realm.last_role_granted_on(&user).filter(|t| *t >= req.timestamp) {
+            let realm = check_access(
+                realm,
+                &user,
+                OperationKind::DataWrite,
+                Some(req.encryption_revision),
+                can_write,
+            )?;
+            if let Some(t) = realm
+                .last_role_granted_on(&user)
+                .filter(|t| *t >= req.timestamp)
+            {
                 return Err(VlobCreateError::RequireGreaterTimestamp(t));
             }
             if o.data.vlob_realms.contains_key(&req.vlob_id) {
                 return Err(VlobCreateError::AlreadyExists);
             }
 
-            let realm = o.data.realms.get_mut(&req.realm_id).ok_or_else(|| unexpected("realm vanished"))?;
+            let realm = o
+                .data
+                .realms
+                .get_mut(&req.realm_id)
+                .ok_or_else(|| unexpected("realm vanished"))?;
             let version = VlobVersion {
                 author: author.clone(),
                 created_on: req.timestamp,
                 size: req.blob.len() as u64,
                 blobs: BTreeMap::from([(realm.status.encryption_revision, req.blob.clone())]),
             };
-            realm.vlobs.insert(req.vlob_id, Vlob { versions: vec![version] });
+            realm.vlobs.insert(
+                req.vlob_id,
+                Vlob {
+                    versions: vec![version],
+                },
+            );
             let checkpoint = realm.record_write(author, req.vlob_id, 1, req.timestamp);
             o.data.vlob_realms.insert(req.vlob_id, req.realm_id);
             Ok(checkpoint)
         })
     }
 
-    async fn read(&self, org: &OrganizationId, user: &UserId, req: &VlobRead) -> Result<VlobVersionRead, VlobReadError> {
+    async fn read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        req: &VlobRead,
+    ) -> Result<VlobVersionRead, VlobReadError> {
         use VlobReadError as E;
         self.with_org(org, |o| {
             let realm_id = realm_of_vlob(o, req.vlob_id).ok_or(E::VlobNotFound)?;
             let realm = o.data.realms.get(&realm_id);
-            let realm = check_access(realm, user, OperationKind::DataRead, Some(req.encryption_revision), can_read)?;
+            let realm = check_access(
+                realm,
+                user,
+                OperationKind::DataRead,
+                Some(req.encryption_revision),
+                can_read,
+            )?;
             let vlob = realm.vlobs.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
             // The realm check accepted it: the current or the previous revision.
-            let revision = u64::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
+            let revision =
+                u64::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
             let mut at_revision = vlob
                 .versions
                 .iter()
@@ -468,12 +596,29 @@ impl VlobBackend for MemoryStore {
             let user = author.user_id();
             let realm_id = realm_of_vlob(o, req.vlob_id).ok_or(E::VlobNotFound)?;
             let realm = o.data.realms.get(&realm_id);
-            let realm = check_access(realm, &user, OperationKind::DataWrite, Some(req.encryption_revision), can_write)?;
-            if let Some(t) = realm.last_role_granted_on(&user).filter(|t| *t >= req.timestamp) {
+            let realm = check_access(
+                realm,
+                &user,
+                OperationKind::DataWrite,
+                Some(req.encryption_revision),
+                can_write,
+            )?;
+            if let Some(t) = realm
+                .last_role_granted_on(&user)
+                .filter(|t| *t >= req.timestamp)
+            {
                 return Err(E::RequireGreaterTimestamp(t));
             }
-            let latest = realm.vlobs.get(&req.vlob_id).and_then(|v| v.versions.last()).ok_or(E::VlobNotFound)?;
-            let next = realm.vlobs.get(&req.vlob_id).map_or(0, |v| v.versions.len() as u64) + 1;
+            let latest = realm
+                .vlobs
+                .get(&req.vlob_id)
+                .and_then(|v| v.versions.last())
+                .ok_or(E::VlobNotFound)?;
+            let next = realm
+                .vlobs
+                .get(&req.vlob_id)
+                .map_or(0, |v| v.versions.len() as u64)
+                + 1;
             if !same_revision(req.version, next) {
                 return Err(E::BadVersion);
             }
@@ -482,14 +627,21 @@ impl VlobBackend for MemoryStore {
                 return Err(E::RequireGreaterTimestamp(latest.created_on));
             }
 
-            let realm = o.data.realms.get_mut(&realm_id).ok_or_else(|| unexpected("realm vanished"))?;
+            let realm = o
+                .data
+                .realms
+                .get_mut(&realm_id)
+                .ok_or_else(|| unexpected("realm vanished"))?;
             let version = VlobVersion {
                 author: author.clone(),
                 created_on: req.timestamp,
                 size: req.blob.len() as u64,
                 blobs: BTreeMap::from([(realm.status.encryption_revision, req.blob.clone())]),
             };
-            let vlob = realm.vlobs.get_mut(&req.vlob_id).ok_or_else(|| unexpected("vlob vanished"))?;
+            let vlob = realm
+                .vlobs
+                .get_mut(&req.vlob_id)
+                .ok_or_else(|| unexpected("vlob vanished"))?;
             vlob.versions.push(version);
             let checkpoint = realm.record_write(author, req.vlob_id, next, req.timestamp);
             Ok((realm_id, checkpoint))
@@ -510,8 +662,15 @@ impl VlobBackend for MemoryStore {
             let skip = usize::try_from(last_checkpoint).unwrap_or(0);
             let newer = realm.changes.iter().skip(skip);
             let changes: BTreeMap<Uuid, u64> = newer.map(|(id, version)| (*id, *version)).collect();
-            let current_checkpoint = if changes.is_empty() { last_checkpoint } else { realm.changes.len() as i64 };
-            Ok(VlobChanges { current_checkpoint, changes })
+            let current_checkpoint = if changes.is_empty() {
+                last_checkpoint
+            } else {
+                realm.changes.len() as i64
+            };
+            Ok(VlobChanges {
+                current_checkpoint,
+                changes,
+            })
         })
     }
 
@@ -525,9 +684,14 @@ impl VlobBackend for MemoryStore {
             let realm_id = realm_of_vlob(o, vlob_id).ok_or(VlobListVersionsError::VlobNotFound)?;
             let realm = o.data.realms.get(&realm_id);
             let realm = check_access(realm, user, OperationKind::DataRead, None, can_read)?;
-            let vlob = realm.vlobs.get(&vlob_id).ok_or(VlobListVersionsError::VlobNotFound)?;
+            let vlob = realm
+                .vlobs
+                .get(&vlob_id)
+                .ok_or(VlobListVersionsError::VlobNotFound)?;
             let versions = vlob.versions.iter().enumerate();
-            Ok(versions.map(|(i, v)| (i as u64 + 1, (v.created_on, v.author.clone()))).collect())
+            Ok(versions
+                .map(|(i, v)| (i as u64 + 1, (v.created_on, v.author.clone())))
+                .collect())
         })
     }
 
@@ -541,13 +705,26 @@ impl VlobBackend for MemoryStore {
     ) -> Result<Vec<ReencryptionBatchEntry>, VlobMaintenanceError> {
         self.with_org(org, |o| {
             let realm = o.data.realms.get(&realm_id);
-            let realm = check_access(realm, user, OperationKind::Maintenance, Some(encryption_revision), can_maintain)?;
+            let realm = check_access(
+                realm,
+                user,
+                OperationKind::Maintenance,
+                Some(encryption_revision),
+                can_maintain,
+            )?;
             let current = realm.status.encryption_revision;
             let previous = current.saturating_sub(1);
             let todo = realm.vlobs.iter().flat_map(|(id, vlob)| {
                 vlob.versions.iter().enumerate().filter_map(move |(i, v)| {
-                    let blob = v.blobs.get(&previous).filter(|_| !v.blobs.contains_key(&current))?;
-                    Some(ReencryptionBatchEntry { vlob_id: *id, version: i as i64 + 1, blob: blob.clone() })
+                    let blob = v
+                        .blobs
+                        .get(&previous)
+                        .filter(|_| !v.blobs.contains_key(&current))?;
+                    Some(ReencryptionBatchEntry {
+                        vlob_id: *id,
+                        version: i as i64 + 1,
+                        blob: blob.clone(),
+                    })
                 })
             });
             Ok(todo.take(size).collect())
@@ -564,16 +741,35 @@ impl VlobBackend for MemoryStore {
     ) -> Result<(u64, u64), VlobMaintenanceError> {
         self.with_org(org, |o| {
             let realm = o.data.realms.get(&realm_id);
-            check_access(realm, user, OperationKind::Maintenance, Some(encryption_revision), can_maintain)?;
-            let realm = o.data.realms.get_mut(&realm_id).ok_or_else(|| unexpected("realm vanished"))?;
+            check_access(
+                realm,
+                user,
+                OperationKind::Maintenance,
+                Some(encryption_revision),
+                can_maintain,
+            )?;
+            let realm = o
+                .data
+                .realms
+                .get_mut(&realm_id)
+                .ok_or_else(|| unexpected("realm vanished"))?;
             let current = realm.status.encryption_revision;
             for entry in batch {
                 // Unknown versions, vlobs of other realms (which PG would
                 // wrongly copy in) and versions already saved are ignored.
-                let index = usize::try_from(entry.version).ok().and_then(|v| v.checked_sub(1));
-                let version = realm.vlobs.get_mut(&entry.vlob_id).zip(index).and_then(|(v, i)| v.versions.get_mut(i));
+                let index = usize::try_from(entry.version)
+                    .ok()
+                    .and_then(|v| v.checked_sub(1));
+                let version = realm
+                    .vlobs
+                    .get_mut(&entry.vlob_id)
+                    .zip(index)
+                    .and_then(|(v, i)| v.versions.get_mut(i));
                 if let Some(version) = version {
-                    version.blobs.entry(current).or_insert_with(|| entry.blob.clone());
+                    version
+                        .blobs
+                        .entry(current)
+                        .or_insert_with(|| entry.blob.clone());
                 }
             }
             Ok(realm.reencryption_progress())
@@ -582,8 +778,17 @@ impl VlobBackend for MemoryStore {
 }
 
 /// The block-create checks (commands.md §10.1 steps 2–5).
-fn check_block_create(o: &OrgState, user: &UserId, realm_id: Uuid, block_id: Uuid) -> Result<(), BlockCreateError> {
-    let realm = o.data.realms.get(&realm_id).ok_or(BlockCreateError::RealmNotFound)?;
+fn check_block_create(
+    o: &OrgState,
+    user: &UserId,
+    realm_id: Uuid,
+    block_id: Uuid,
+) -> Result<(), BlockCreateError> {
+    let realm = o
+        .data
+        .realms
+        .get(&realm_id)
+        .ok_or(BlockCreateError::RealmNotFound)?;
     if realm.status.maintenance.is_some() {
         return Err(BlockCreateError::InMaintenance);
     }
@@ -607,28 +812,58 @@ impl BlockBackend for MemoryStore {
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError> {
         let user = author.user_id();
-        let BlockCreate { block_id, realm_id, block } = req;
+        let BlockCreate {
+            block_id,
+            realm_id,
+            block,
+        } = req;
         self.with_org(org, |o| check_block_create(o, &user, realm_id, block_id))?;
         let size = block.len() as u64;
         // Not under the lock: the store may be remote. Block ids are checked
         // unused above, and stores are idempotent, so a concurrent create of
         // the same id at worst writes the same key twice.
-        store.create(org, block_id, Bytes::from(block)).await.map_err(BlockCreateError::Store)?;
+        store
+            .create(org, block_id, Bytes::from(block))
+            .await
+            .map_err(BlockCreateError::Store)?;
         self.with_org(org, |o| {
             // Again: the realm, the role or the id may have changed meanwhile.
             check_block_create(o, &user, realm_id, block_id)?;
-            let meta = BlockMeta { realm_id, size, author: author.clone(), created_on: now };
+            let meta = BlockMeta {
+                realm_id,
+                size,
+                author: author.clone(),
+                created_on: now,
+            };
             o.data.blocks.insert(block_id, meta);
             Ok(())
         })
     }
 
-    async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
+    async fn check_read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        block_id: Uuid,
+    ) -> Result<(), BlockReadError> {
         self.with_org(org, |o| {
-            let meta = o.data.blocks.get(&block_id).ok_or(BlockReadError::NotFound)?;
-            let realm = o.data.realms.get(&meta.realm_id).ok_or(BlockReadError::NotFound)?;
+            let meta = o
+                .data
+                .blocks
+                .get(&block_id)
+                .ok_or(BlockReadError::NotFound)?;
+            let realm = o
+                .data
+                .realms
+                .get(&meta.realm_id)
+                .ok_or(BlockReadError::NotFound)?;
             // Reads go on during a re-encryption: blocks are not re-encrypted.
-            if realm.status.maintenance.as_ref().is_some_and(|m| m.kind != MaintenanceType::Reencryption) {
+            if realm
+                .status
+                .maintenance
+                .as_ref()
+                .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
+            {
                 return Err(BlockReadError::InMaintenance);
             }
             if !can_read(realm.role_of(user)) {
@@ -641,10 +876,17 @@ impl BlockBackend for MemoryStore {
 
 #[async_trait]
 impl MessageBackend for MemoryStore {
-    async fn get(&self, org: &OrganizationId, recipient: &UserId, offset: u64) -> Result<Vec<InboxMessage>, Internal> {
+    async fn get(
+        &self,
+        org: &OrganizationId,
+        recipient: &UserId,
+        offset: u64,
+    ) -> Result<Vec<InboxMessage>, Internal> {
         let orgs = self.lock();
         let inbox = orgs.get(org).and_then(|o| o.data.messages.get(recipient));
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        Ok(inbox.map(|m| m.iter().skip(skip).cloned().collect()).unwrap_or_default())
+        Ok(inbox
+            .map(|m| m.iter().skip(skip).cloned().collect())
+            .unwrap_or_default())
     }
 }

@@ -1,0 +1,518 @@
+//! PostgreSQL: realms, vlobs, blocks (metadata) and messages.
+//!
+//! Same semantics as the memory store (`memory/data.rs`), with the pure rules
+//! of [`crate::backend::data`]; what this module adds is how they hold when
+//! several server instances write at once:
+//!
+//! - Every method is one transaction (only `block_create` uses two, around
+//!   the block store write), and the requester's realm role is read in the
+//!   transaction that writes.
+//! - Writers that must be ordered lock the realm row first, then read the
+//!   role: vlob writes, role changes and maintenance take
+//!   `FOR NO KEY UPDATE` (the `UPDATE` strength; unlike `FOR UPDATE` it does
+//!   not block the foreign-key checks of rows inserted under the realm),
+//!   block inserts take `FOR SHARE`. A write racing a role change is thus
+//!   either entirely before it or sees the new role: under READ COMMITTED,
+//!   every statement after the lock sees what the previous holder committed.
+//! - The realm's checkpoint is `realm.checkpoint`, incremented under that
+//!   lock (`UPDATE … RETURNING`): checkpoints are consecutive, and commit
+//!   order is checkpoint order, so a poll never sees a gap.
+//! - Constraints back up what the checks decide: a vlob or block id is
+//!   unique in its organization (unique violation → `AlreadyExists`), a
+//!   message index unique per recipient (`user_.messages_count` is bumped
+//!   under the user row lock).
+//! - Locks are always taken in one order: the organization row (`FOR KEY
+//!   SHARE`, see [`author`]), the realm row, then user rows in user id order
+//!   (message deliveries); user writes lock the organization row, then user
+//!   rows. So no two transactions wait on each other in a cycle.
+//!
+//! Internal bigint keys stay in here; identifiers are converted at the edge.
+
+mod block;
+mod realm;
+mod vlob;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use parsec_protocol::types::*;
+use parsec_schema::schema::{device, message, organization, realm_user_change, realm_user_role, user_};
+
+use super::*;
+use crate::backend::*;
+
+internal_from_diesel!(
+    RealmCreateError,
+    RealmReadError,
+    RealmUpdateRolesError,
+    RealmStartReencryptionError,
+    RealmFinishReencryptionError,
+    VlobCreateError,
+    VlobReadError,
+    VlobUpdateError,
+    VlobPollChangesError,
+    VlobListVersionsError,
+    VlobMaintenanceError,
+    BlockCreateError,
+    BlockReadError,
+);
+
+type Ts = chrono::DateTime<chrono::Utc>;
+type Conn = AsyncPgConnection;
+
+/// An inconsistency only a bug (or a hand-edited database) can cause.
+fn unexpected(what: &str) -> Internal {
+    Internal(anyhow::anyhow!("postgres store: {what}"))
+}
+
+/// A non-negative database integer as the protocol's unsigned one.
+fn unsigned(v: impl TryInto<u64>) -> Result<u64, Internal> {
+    v.try_into().map_err(|_| unexpected("negative size, version or index"))
+}
+
+// ------------------------------------------------------------- requesters
+
+/// Row ids of an authenticated device: its organization, itself, its user.
+#[derive(Debug, Clone, Copy)]
+struct Author {
+    org: i64,
+    device: i64,
+    user: i64,
+}
+
+/// Row ids of an authenticated device. It exists (the handshake found it),
+/// so a miss is internal.
+///
+/// Takes the organization row `FOR KEY SHARE`, which the foreign keys of the
+/// rows the caller inserts would take later anyway: taken first, it keeps
+/// the lock order organization → realm → user rows that user writes also
+/// follow (they lock the organization row, then user rows). Taken late, a
+/// message insert after a `messages_count` bump could wait on a revocation
+/// that waits on that bump: a deadlock.
+async fn author(c: &mut Conn, org: &OrganizationId, device_id: &DeviceId) -> Result<Author, Internal> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        org: i64,
+        #[diesel(sql_type = BigInt)]
+        device: i64,
+        #[diesel(sql_type = BigInt)]
+        user_: i64,
+    }
+    let row: Option<Row> = diesel::sql_query(
+        "SELECT o._id AS org, d._id AS device, d.user_ FROM device d \
+         JOIN organization o ON o._id = d.organization \
+         WHERE o.organization_id = $1 AND d.device_id = $2 FOR KEY SHARE OF o",
+    )
+    .bind::<Text, _>(org.as_str())
+    .bind::<Text, _>(device_id.as_str())
+    .get_result(c)
+    .await
+    .optional()?;
+    let row = row.ok_or_else(|| unexpected("authenticated device not found"))?;
+    Ok(Author {
+        org: row.org,
+        device: row.device,
+        user: row.user_,
+    })
+}
+
+/// Row ids of an organization and, when it exists, of one of its users
+/// (`None`: no such user, which has no role anywhere).
+async fn org_and_user(c: &mut Conn, org: &OrganizationId, user: &UserId) -> Result<(i64, Option<i64>), Internal> {
+    let row: Option<(i64, Option<i64>)> = organization::table
+        .left_join(
+            user_::table.on(user_::organization
+                .eq(organization::_id)
+                .and(user_::user_id.eq(user.as_str()))),
+        )
+        .filter(organization::organization_id.eq(org.as_str()))
+        .select((organization::_id, user_::_id.nullable()))
+        .first(c)
+        .await
+        .optional()?;
+    row.ok_or_else(|| unexpected("organization of an authenticated user not found"))
+}
+
+// ------------------------------------------------------------------ realms
+
+/// How a transaction holds the realm row it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// Plain read.
+    None,
+    /// Block inserts: concurrent with each other, ordered against role
+    /// changes and maintenance.
+    Share,
+    /// Vlob writes, role changes, maintenance: one at a time per realm.
+    Update,
+}
+
+impl Lock {
+    fn clause(self) -> &'static str {
+        match self {
+            Lock::None => "",
+            Lock::Share => " FOR SHARE OF r",
+            Lock::Update => " FOR NO KEY UPDATE OF r",
+        }
+    }
+}
+
+/// The realm columns the checks need; the maintenance author is joined in
+/// (an outer join, hence `FOR … OF r`).
+const REALM_SELECT: &str = "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
+     d.device_id AS maintenance_started_by, r.maintenance_started_on \
+     FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by";
+
+#[derive(QueryableByName)]
+struct RealmRow {
+    #[diesel(sql_type = BigInt)]
+    _id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    realm_id: Uuid,
+    #[diesel(sql_type = Int4)]
+    encryption_revision: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    maintenance_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    maintenance_started_by: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    maintenance_started_on: Option<Ts>,
+}
+
+/// A realm as the rules see it.
+#[derive(Debug, Clone)]
+struct Realm {
+    pk: i64,
+    realm_id: Uuid,
+    status: RealmStatus,
+}
+
+impl Realm {
+    /// The current encryption revision, as stored.
+    fn revision(&self) -> i32 {
+        // Read from an INTEGER column: it fits.
+        i32::try_from(self.status.encryption_revision).unwrap_or(i32::MAX)
+    }
+}
+
+impl RealmRow {
+    fn into_realm(self) -> Result<Realm, Internal> {
+        let maintenance = match (
+            self.maintenance_type,
+            self.maintenance_started_by,
+            self.maintenance_started_on,
+        ) {
+            (None, _, _) => None,
+            (Some(kind), Some(by), Some(on)) => Some(RealmMaintenance {
+                kind: MaintenanceType::parse(&kind)
+                    .ok_or_else(|| unexpected(&format!("maintenance type {kind} in database")))?,
+                started_by: parse_id(&by)?,
+                started_on: dt(on),
+            }),
+            (Some(_), _, _) => return Err(unexpected("maintenance without author or date")),
+        };
+        Ok(Realm {
+            pk: self._id,
+            realm_id: self.realm_id,
+            status: RealmStatus {
+                encryption_revision: unsigned(self.encryption_revision)?,
+                maintenance,
+            },
+        })
+    }
+}
+
+/// A realm by its public id, held as `lock` says.
+async fn realm_by_id(c: &mut Conn, org: i64, realm_id: Uuid, lock: Lock) -> Result<Option<Realm>, Internal> {
+    let sql = format!(
+        "{REALM_SELECT} WHERE r.organization = $1 AND r.realm_id = $2{}",
+        lock.clause()
+    );
+    let row: Option<RealmRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(org)
+        .bind::<diesel::sql_types::Uuid, _>(realm_id)
+        .get_result(c)
+        .await
+        .optional()?;
+    row.map(RealmRow::into_realm).transpose()
+}
+
+/// A realm by its row id (reached through a vlob or a block), held as `lock` says.
+async fn realm_by_pk(c: &mut Conn, pk: i64, lock: Lock) -> Result<Option<Realm>, Internal> {
+    let sql = format!("{REALM_SELECT} WHERE r._id = $1{}", lock.clause());
+    let row: Option<RealmRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(pk)
+        .get_result(c)
+        .await
+        .optional()?;
+    row.map(RealmRow::into_realm).transpose()
+}
+
+/// A user's latest role certificate in a realm: the one deciding its
+/// current role (greatest timestamp, then last stored, as
+/// [`last_role_of`] decides).
+#[derive(Debug, Clone, Copy)]
+struct LastRole {
+    role: Option<RealmRole>,
+    granted_on: DateTime,
+}
+
+fn parse_role(raw: Option<String>) -> Result<Option<RealmRole>, Internal> {
+    raw.map(|r| RealmRole::parse(&r).ok_or_else(|| unexpected(&format!("realm role {r} in database"))))
+        .transpose()
+}
+
+async fn last_role(c: &mut Conn, realm: i64, user: Option<i64>) -> Result<Option<LastRole>, Internal> {
+    let Some(user) = user else { return Ok(None) };
+    let row: Option<(Option<String>, Ts)> = realm_user_role::table
+        .filter(realm_user_role::realm.eq(realm))
+        .filter(realm_user_role::user_.eq(user))
+        .order((realm_user_role::certified_on.desc(), realm_user_role::_id.desc()))
+        .select((realm_user_role::role, realm_user_role::certified_on))
+        .first(c)
+        .await
+        .optional()?;
+    row.map(|(role, on)| {
+        Ok(LastRole {
+            role: parse_role(role)?,
+            granted_on: dt(on),
+        })
+    })
+    .transpose()
+}
+
+/// The user's current role in the realm (`None`: no role).
+async fn role_of(c: &mut Conn, realm: i64, user: Option<i64>) -> Result<Option<RealmRole>, Internal> {
+    Ok(last_role(c, realm, user).await?.and_then(|r| r.role))
+}
+
+/// Current role of every user that ever had one in the realm, with the
+/// user's row id and revocation date.
+struct Member {
+    user_id: UserId,
+    pk: i64,
+    role: Option<RealmRole>,
+    revoked_on: Option<DateTime>,
+}
+
+impl Member {
+    /// The role, unless the user is revoked at `now` (re-encryption rules).
+    fn active_role(&self, now: DateTime) -> Option<RealmRole> {
+        self.role.filter(|_| self.revoked_on.is_none_or(|r| r > now))
+    }
+}
+
+async fn members(c: &mut Conn, realm: i64) -> Result<Vec<Member>, Internal> {
+    let rows: Vec<(String, i64, Option<String>, Option<Ts>)> = realm_user_role::table
+        .inner_join(user_::table)
+        .filter(realm_user_role::realm.eq(realm))
+        .distinct_on(realm_user_role::user_)
+        .order((
+            realm_user_role::user_,
+            realm_user_role::certified_on.desc(),
+            realm_user_role::_id.desc(),
+        ))
+        .select((user_::user_id, user_::_id, realm_user_role::role, user_::revoked_on))
+        .load(c)
+        .await?;
+    rows.into_iter()
+        .map(|(user_id, pk, role, revoked_on)| {
+            Ok(Member {
+                user_id: parse_id(&user_id)?,
+                pk,
+                role: parse_role(role)?,
+                revoked_on: revoked_on.map(dt),
+            })
+        })
+        .collect()
+}
+
+/// Role of a user, ignoring it when the user is revoked at `now`.
+async fn active_role_of(c: &mut Conn, realm: i64, user: i64, now: DateTime) -> Result<Option<RealmRole>, Internal> {
+    let revoked_on: Option<Ts> = user_::table.find(user).select(user_::revoked_on).first(c).await?;
+    let role = role_of(c, realm, Some(user)).await?;
+    Ok(role.filter(|_| revoked_on.is_none_or(|r| dt(r) > now)))
+}
+
+/// The user's latest vlob write and latest role change in the realm.
+#[derive(Debug, Clone, Copy, Default)]
+struct UserChange {
+    last_role_change: Option<DateTime>,
+    last_vlob_update: Option<DateTime>,
+}
+
+async fn user_change(c: &mut Conn, realm: i64, user: i64) -> Result<UserChange, Internal> {
+    let row: Option<(Option<Ts>, Option<Ts>)> = realm_user_change::table
+        .find((realm, user))
+        .select((realm_user_change::last_role_change, realm_user_change::last_vlob_update))
+        .first(c)
+        .await
+        .optional()?;
+    Ok(row.map_or_else(Default::default, |(role, vlob)| UserChange {
+        last_role_change: role.map(dt),
+        last_vlob_update: vlob.map(dt),
+    }))
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `GREATEST`, which skips NULLs.
+    fn greatest(a: Nullable<Timestamptz>, b: Nullable<Timestamptz>) -> Nullable<Timestamptz>;
+}
+
+/// Which `realm_user_change` column a write moves forward.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    RoleChange,
+    VlobUpdate,
+}
+
+/// Moves the user's latest role change or vlob write forward to `at`.
+async fn record_change(c: &mut Conn, realm: i64, user: i64, change: Change, at: DateTime) -> Result<(), Internal> {
+    use diesel::upsert::excluded;
+    use realm_user_change as ruc;
+    let at = Some(ts(at));
+    match change {
+        Change::RoleChange => {
+            diesel::insert_into(ruc::table)
+                .values((ruc::realm.eq(realm), ruc::user_.eq(user), ruc::last_role_change.eq(at)))
+                .on_conflict((ruc::realm, ruc::user_))
+                .do_update()
+                .set(ruc::last_role_change.eq(greatest(ruc::last_role_change, excluded(ruc::last_role_change))))
+                .execute(c)
+                .await?
+        }
+        Change::VlobUpdate => {
+            diesel::insert_into(ruc::table)
+                .values((ruc::realm.eq(realm), ruc::user_.eq(user), ruc::last_vlob_update.eq(at)))
+                .on_conflict((ruc::realm, ruc::user_))
+                .do_update()
+                .set(ruc::last_vlob_update.eq(greatest(ruc::last_vlob_update, excluded(ruc::last_vlob_update))))
+                .execute(c)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// Counts of the realm's vlob atoms at revision R−1 and at R, for the current
+/// revision R (re-encryption progress, as the memory store counts versions).
+async fn reencryption_progress(c: &mut Conn, realm: &Realm) -> Result<(u64, u64), Internal> {
+    #[derive(QueryableByName)]
+    struct Progress {
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+        #[diesel(sql_type = BigInt)]
+        done: i64,
+    }
+    let current = realm.revision();
+    let p: Progress = diesel::sql_query(
+        "SELECT COUNT(*) FILTER (WHERE a.encryption_revision = $2) AS total, \
+         COUNT(*) FILTER (WHERE a.encryption_revision = $3) AS done \
+         FROM vlob_atom a JOIN vlob v ON v._id = a.vlob WHERE v.realm = $1",
+    )
+    .bind::<BigInt, _>(realm.pk)
+    .bind::<Int4, _>(current - 1)
+    .bind::<Int4, _>(current)
+    .get_result(c)
+    .await?;
+    Ok((unsigned(p.total)?, unsigned(p.done)?))
+}
+
+// ------------------------------------------------------------ access checks
+
+/// A refusal shared by the realm-gated operations, converted into each
+/// operation's enum (as the memory store's `Denied`).
+enum Denied {
+    RealmNotFound,
+    State(RealmStateError),
+    NotAllowed,
+    Internal(Internal),
+}
+
+impl From<Internal> for Denied {
+    fn from(e: Internal) -> Self {
+        Denied::Internal(e)
+    }
+}
+
+/// The realm check then the role check (commands.md §9.1, PG order).
+/// Returns the realm and the requester's latest role certificate.
+async fn check_access(
+    c: &mut Conn,
+    realm: Option<Realm>,
+    user: Option<i64>,
+    kind: OperationKind,
+    encryption_revision: Option<i64>,
+    allowed: fn(Option<RealmRole>) -> bool,
+) -> Result<(Realm, Option<LastRole>), Denied> {
+    let realm = realm.ok_or(Denied::RealmNotFound)?;
+    check_realm_state(&realm.status, kind, encryption_revision).map_err(Denied::State)?;
+    let last = last_role(c, realm.pk, user).await?;
+    if !allowed(last.and_then(|r| r.role)) {
+        return Err(Denied::NotAllowed);
+    }
+    Ok((realm, last))
+}
+
+macro_rules! from_denied {
+    ($err:ident { $($state:ident => $variant:ident),* }) => {
+        impl From<Denied> for $err {
+            fn from(d: Denied) -> Self {
+                match d {
+                    Denied::RealmNotFound => Self::RealmNotFound,
+                    Denied::NotAllowed => Self::NotAllowed,
+                    Denied::Internal(e) => Self::Internal(e),
+                    $(Denied::State(RealmStateError::$state) => Self::$variant,)*
+                    #[allow(unreachable_patterns)]
+                    Denied::State(s) => Self::Internal(unexpected(&format!("realm state {s:?} for this operation"))),
+                }
+            }
+        }
+    };
+}
+
+from_denied!(VlobCreateError { InMaintenance => InMaintenance, BadEncryptionRevision => BadEncryptionRevision });
+from_denied!(VlobReadError { InMaintenance => InMaintenance, BadEncryptionRevision => BadEncryptionRevision });
+from_denied!(VlobUpdateError { InMaintenance => InMaintenance, BadEncryptionRevision => BadEncryptionRevision });
+from_denied!(VlobPollChangesError { InMaintenance => InMaintenance });
+from_denied!(VlobListVersionsError { InMaintenance => InMaintenance });
+from_denied!(VlobMaintenanceError {
+    NotInMaintenance => NotInMaintenance,
+    BadEncryptionRevision => BadEncryptionRevision
+});
+
+// ---------------------------------------------------------------- messages
+
+/// Appends a message to the recipient's inbox. The `user_` row lock taken
+/// by the increment orders concurrent deliveries; the index is the new count.
+async fn deliver(
+    c: &mut Conn,
+    org: i64,
+    recipient: (&UserId, i64),
+    sender: i64,
+    timestamp: DateTime,
+    body: &[u8],
+) -> Result<DeliveredMessage, Internal> {
+    let (recipient_id, recipient) = recipient;
+    let index: i64 = diesel::update(user_::table.find(recipient))
+        .set(user_::messages_count.eq(user_::messages_count + 1))
+        .returning(user_::messages_count)
+        .get_result(c)
+        .await?;
+    diesel::insert_into(message::table)
+        .values((
+            message::organization.eq(org),
+            message::recipient.eq(recipient),
+            message::index.eq(index),
+            message::sender.eq(sender),
+            message::timestamp.eq(ts(timestamp)),
+            message::body.eq(body),
+        ))
+        .execute(c)
+        .await?;
+    Ok(DeliveredMessage {
+        recipient: recipient_id.clone(),
+        index: unsigned(index)?,
+    })
+}

@@ -1,0 +1,401 @@
+//! PostgreSQL: [`VlobBackend`] (versions, the realm change log, re-encryption batches).
+//!
+//! A vlob is a `vlob` row (its id is unique in the organization) and one
+//! `vlob_atom` per (encryption revision, version). Every write appends a
+//! `realm_vlob_update` row whose index is the realm's new checkpoint and
+//! which points at the atom as written; re-encrypted copies are atoms that
+//! no change points at.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bytea};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use parsec_protocol::cmds::authenticated::{ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate};
+use parsec_protocol::types::*;
+use parsec_schema::schema::{device, realm, realm_vlob_update, vlob, vlob_atom};
+
+use super::*;
+
+/// The vlob's row id and its realm's, if it exists in the organization.
+async fn find_vlob(c: &mut Conn, org: i64, vlob_id: Uuid) -> Result<Option<(i64, i64)>, Internal> {
+    Ok(vlob::table
+        .filter(vlob::organization.eq(org))
+        .filter(vlob::vlob_id.eq(vlob_id))
+        .select((vlob::_id, vlob::realm))
+        .first(c)
+        .await
+        .optional()?)
+}
+
+/// Stores a version written by `author` at the realm's current revision and
+/// logs the change; returns the new checkpoint. The realm row is locked.
+async fn write_version(
+    c: &mut Conn,
+    realm: &Realm,
+    author: Author,
+    vlob: i64,
+    version: i32,
+    timestamp: DateTime,
+    blob: &[u8],
+) -> Result<u64, Internal> {
+    let size = i32::try_from(blob.len()).map_err(|_| unexpected("blob larger than 2 GiB"))?;
+    let atom: i64 = diesel::insert_into(vlob_atom::table)
+        .values((
+            vlob_atom::vlob.eq(vlob),
+            vlob_atom::encryption_revision.eq(realm.revision()),
+            vlob_atom::version.eq(version),
+            vlob_atom::blob.eq(blob),
+            vlob_atom::size.eq(size),
+            vlob_atom::author.eq(author.device),
+            vlob_atom::created_on.eq(ts(timestamp)),
+        ))
+        .returning(vlob_atom::_id)
+        .get_result(c)
+        .await?;
+    // Under the realm lock: consecutive, and committed in this order.
+    let checkpoint: i64 = diesel::update(realm::table.find(realm.pk))
+        .set(realm::checkpoint.eq(realm::checkpoint + 1))
+        .returning(realm::checkpoint)
+        .get_result(c)
+        .await?;
+    diesel::insert_into(realm_vlob_update::table)
+        .values((
+            realm_vlob_update::realm.eq(realm.pk),
+            realm_vlob_update::index.eq(checkpoint),
+            realm_vlob_update::vlob_atom.eq(atom),
+        ))
+        .execute(c)
+        .await?;
+    record_change(c, realm.pk, author.user, Change::VlobUpdate, timestamp).await?;
+    unsigned(checkpoint)
+}
+
+#[async_trait]
+impl VlobBackend for PgStore {
+    async fn create(
+        &self,
+        org: &OrganizationId,
+        author_id: &DeviceId,
+        req: &VlobCreate,
+    ) -> Result<u64, VlobCreateError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, VlobCreateError, _>(async |c| {
+            let author = author(c, org, author_id).await?;
+            let realm = realm_by_id(c, author.org, req.realm_id, Lock::Update).await?;
+            let (realm, last) = check_access(
+                c,
+                realm,
+                Some(author.user),
+                OperationKind::DataWrite,
+                Some(req.encryption_revision),
+                can_write,
+            )
+            .await?;
+            if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
+                return Err(VlobCreateError::RequireGreaterTimestamp(t));
+            }
+            // The unique (organization, vlob_id) decides between concurrent
+            // creators, whatever their realm.
+            let inserted = diesel::insert_into(vlob::table)
+                .values((
+                    vlob::organization.eq(author.org),
+                    vlob::realm.eq(realm.pk),
+                    vlob::vlob_id.eq(req.vlob_id),
+                ))
+                .returning(vlob::_id)
+                .get_result::<i64>(c)
+                .await;
+            let vlob = match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(VlobCreateError::AlreadyExists),
+                r => r?,
+            };
+            Ok(write_version(c, &realm, author, vlob, 1, req.timestamp, &req.blob).await?)
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        req: &VlobRead,
+    ) -> Result<VlobVersionRead, VlobReadError> {
+        use VlobReadError as E;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, E, _>(async |c| {
+            let (org, user) = org_and_user(c, org, user).await?;
+            let (vlob, realm) = find_vlob(c, org, req.vlob_id).await?.ok_or(E::VlobNotFound)?;
+            let realm = realm_by_pk(c, realm, Lock::None).await?;
+            let (realm, _) = check_access(
+                c,
+                realm,
+                user,
+                OperationKind::DataRead,
+                Some(req.encryption_revision),
+                can_read,
+            )
+            .await?;
+            // The realm check accepted it: the current or the previous revision.
+            let revision = i32::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
+            let atoms = vlob_atom::table
+                .inner_join(device::table)
+                .filter(vlob_atom::vlob.eq(vlob))
+                .filter(vlob_atom::encryption_revision.eq(revision))
+                .select((
+                    vlob_atom::version,
+                    vlob_atom::blob,
+                    device::device_id,
+                    device::user_,
+                    vlob_atom::created_on,
+                ))
+                .into_boxed();
+            let atoms = match (req.version, req.timestamp) {
+                (Some(wanted), _) => {
+                    atoms.filter(vlob_atom::version.eq(i32::try_from(wanted).map_err(|_| E::BadVersion)?))
+                }
+                (None, Some(t)) => atoms
+                    .filter(vlob_atom::created_on.le(ts(t)))
+                    .order(vlob_atom::version.desc()),
+                (None, None) => atoms.order(vlob_atom::version.desc()),
+            };
+            let found: Option<(i32, Vec<u8>, String, i64, Ts)> = atoms.first(c).await.optional()?;
+            let (version, blob, author, author_user, created_on) = found.ok_or(E::BadVersion)?;
+            let author_last_role = last_role(c, realm.pk, Some(author_user)).await?;
+            Ok(VlobVersionRead {
+                version: unsigned(version)?,
+                blob,
+                author: parse_id(&author)?,
+                timestamp: dt(created_on),
+                author_last_role_granted_on: author_last_role.map(|r| r.granted_on),
+            })
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        org: &OrganizationId,
+        author_id: &DeviceId,
+        req: &VlobUpdate,
+    ) -> Result<(Uuid, u64), VlobUpdateError> {
+        use VlobUpdateError as E;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, E, _>(async |c| {
+            let author = author(c, org, author_id).await?;
+            let (vlob, realm) = find_vlob(c, author.org, req.vlob_id).await?.ok_or(E::VlobNotFound)?;
+            let realm = realm_by_pk(c, realm, Lock::Update).await?;
+            let (realm, last) = check_access(
+                c,
+                realm,
+                Some(author.user),
+                OperationKind::DataWrite,
+                Some(req.encryption_revision),
+                can_write,
+            )
+            .await?;
+            if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
+                return Err(E::RequireGreaterTimestamp(t));
+            }
+            // The latest version, whatever revision its atoms are at.
+            let latest: Option<(i32, Ts)> = vlob_atom::table
+                .filter(vlob_atom::vlob.eq(vlob))
+                .order(vlob_atom::version.desc())
+                .select((vlob_atom::version, vlob_atom::created_on))
+                .first(c)
+                .await
+                .optional()?;
+            let (latest, latest_on) = latest.ok_or(E::VlobNotFound)?;
+            let next = latest + 1;
+            if !same_revision(req.version, unsigned(next)?) {
+                return Err(E::BadVersion);
+            }
+            // Equal is fine: two versions may carry the same timestamp.
+            if dt(latest_on) > req.timestamp {
+                return Err(E::RequireGreaterTimestamp(dt(latest_on)));
+            }
+            let checkpoint = write_version(c, &realm, author, vlob, next, req.timestamp, &req.blob).await?;
+            Ok((realm.realm_id, checkpoint))
+        })
+        .await
+    }
+
+    async fn poll_changes(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+        last_checkpoint: i64,
+    ) -> Result<VlobChanges, VlobPollChangesError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, VlobPollChangesError, _>(async |c| {
+            let (org, user) = org_and_user(c, org, user).await?;
+            let realm = realm_by_id(c, org, realm_id, Lock::None).await?;
+            let (realm, _) = check_access(c, realm, user, OperationKind::DataRead, None, can_read).await?;
+            let newer: Vec<(i64, Uuid, i32)> = realm_vlob_update::table
+                .inner_join(vlob_atom::table.inner_join(vlob::table))
+                .filter(realm_vlob_update::realm.eq(realm.pk))
+                .filter(realm_vlob_update::index.gt(last_checkpoint))
+                .order(realm_vlob_update::index)
+                .select((realm_vlob_update::index, vlob::vlob_id, vlob_atom::version))
+                .load(c)
+                .await?;
+            // The last row's index, not `realm.checkpoint`: both are the same
+            // in one snapshot, and this one is in the snapshot of the rows.
+            let current_checkpoint = newer.last().map_or(last_checkpoint, |(index, _, _)| *index);
+            let changes = newer
+                .into_iter()
+                .map(|(_, id, version)| Ok((id, unsigned(version)?)))
+                .collect::<Result<BTreeMap<_, _>, Internal>>()?;
+            Ok(VlobChanges {
+                current_checkpoint,
+                changes,
+            })
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        vlob_id: Uuid,
+    ) -> Result<BTreeMap<u64, (DateTime, DeviceId)>, VlobListVersionsError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, VlobListVersionsError, _>(async |c| {
+            let (org, user) = org_and_user(c, org, user).await?;
+            let (vlob, realm) = find_vlob(c, org, vlob_id)
+                .await?
+                .ok_or(VlobListVersionsError::VlobNotFound)?;
+            let realm = realm_by_pk(c, realm, Lock::None).await?;
+            check_access(c, realm, user, OperationKind::DataRead, None, can_read).await?;
+            // One row per atom: the copies of a version at several revisions
+            // carry the same author and timestamp, and collapse in the map.
+            let atoms: Vec<(i32, Ts, String)> = vlob_atom::table
+                .inner_join(device::table)
+                .filter(vlob_atom::vlob.eq(vlob))
+                .select((vlob_atom::version, vlob_atom::created_on, device::device_id))
+                .load(c)
+                .await?;
+            let versions = atoms
+                .into_iter()
+                .map(|(version, on, author)| Ok((unsigned(version)?, (dt(on), parse_id(&author)?))))
+                .collect::<Result<_, Internal>>()?;
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn maintenance_get_reencryption_batch(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+        encryption_revision: i64,
+        size: usize,
+    ) -> Result<Vec<ReencryptionBatchEntry>, VlobMaintenanceError> {
+        #[derive(QueryableByName)]
+        struct Todo {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            vlob_id: Uuid,
+            #[diesel(sql_type = Int4)]
+            version: i32,
+            #[diesel(sql_type = Bytea)]
+            blob: Vec<u8>,
+        }
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, VlobMaintenanceError, _>(async |c| {
+            let (org, user) = org_and_user(c, org, user).await?;
+            let realm = realm_by_id(c, org, realm_id, Lock::None).await?;
+            let (realm, _) = check_access(
+                c,
+                realm,
+                user,
+                OperationKind::Maintenance,
+                Some(encryption_revision),
+                can_maintain,
+            )
+            .await?;
+            let current = realm.revision();
+            // Versions at R−1 without a copy at R yet, in a stable order.
+            let todo: Vec<Todo> = diesel::sql_query(
+                "SELECT v.vlob_id, a.version, a.blob FROM vlob_atom a JOIN vlob v ON v._id = a.vlob \
+                 WHERE v.realm = $1 AND a.encryption_revision = $2 AND NOT EXISTS ( \
+                   SELECT 1 FROM vlob_atom n WHERE n.vlob = a.vlob AND n.version = a.version \
+                   AND n.encryption_revision = $3) \
+                 ORDER BY v.vlob_id, a.version LIMIT $4",
+            )
+            .bind::<BigInt, _>(realm.pk)
+            .bind::<Int4, _>(current - 1)
+            .bind::<Int4, _>(current)
+            .bind::<BigInt, _>(i64::try_from(size).unwrap_or(i64::MAX))
+            .load(c)
+            .await?;
+            Ok(todo
+                .into_iter()
+                .map(|t| ReencryptionBatchEntry {
+                    vlob_id: t.vlob_id,
+                    version: i64::from(t.version),
+                    blob: t.blob,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn maintenance_save_reencryption_batch(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        realm_id: Uuid,
+        encryption_revision: i64,
+        batch: &[ReencryptionBatchEntry],
+    ) -> Result<(u64, u64), VlobMaintenanceError> {
+        // Versions that cannot exist (out of the column's range) are ignored,
+        // as unknown ones are.
+        let entries = batch
+            .iter()
+            .filter_map(|e| Some((e.vlob_id, i32::try_from(e.version).ok()?, &e.blob)));
+        let (ids, (versions, blobs)): (Vec<Uuid>, (Vec<i32>, Vec<&Vec<u8>>)) =
+            entries.map(|(id, version, blob)| (id, (version, blob))).unzip();
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, VlobMaintenanceError, _>(async |c| {
+            let (org, user) = org_and_user(c, org, user).await?;
+            // Locked: ordered against `finish_reencryption_maintenance`.
+            let realm = realm_by_id(c, org, realm_id, Lock::Update).await?;
+            let (realm, _) = check_access(
+                c,
+                realm,
+                user,
+                OperationKind::Maintenance,
+                Some(encryption_revision),
+                can_maintain,
+            )
+            .await?;
+            // One copy per existing version of a vlob of this realm (unknown
+            // versions and other realms' vlobs are ignored), the first entry
+            // of the batch winning; versions already saved stay as they are.
+            // Author and timestamp are the version's.
+            diesel::sql_query(
+                "INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
+                 SELECT DISTINCT ON (a.vlob, a.version) a.vlob, $2, a.version, e.blob, octet_length(e.blob), \
+                   a.author, a.created_on \
+                 FROM unnest($3::uuid[], $4::int4[], $5::bytea[]) WITH ORDINALITY AS e(vlob_id, version, blob, n) \
+                 JOIN vlob v ON v.realm = $1 AND v.vlob_id = e.vlob_id \
+                 JOIN vlob_atom a ON a.vlob = v._id AND a.version = e.version \
+                 ORDER BY a.vlob, a.version, e.n \
+                 ON CONFLICT (vlob, encryption_revision, version) DO NOTHING",
+            )
+            .bind::<BigInt, _>(realm.pk)
+            .bind::<Int4, _>(realm.revision())
+            .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+            .bind::<Array<Int4>, _>(&versions)
+            .bind::<Array<Bytea>, _>(&blobs)
+            .execute(c)
+            .await?;
+            Ok(reencryption_progress(c, &realm).await?)
+        })
+        .await
+    }
+}

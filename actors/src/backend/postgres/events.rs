@@ -1,0 +1,282 @@
+//! Events across server instances.
+//!
+//! Writing: [`EventWriter`] appends each published event to `event_log` and
+//! sends `NOTIFY parsec_event` in the same transaction (delivered on commit).
+//! It batches: while one flush runs, newly published events queue up and go
+//! in the next single multi-row insert, so a busy instance writes few, larger
+//! transactions, in publication order.
+//!
+//! Reading: [`listen`] runs for the life of the process on a dedicated,
+//! non-pooled connection (LISTEN must not sit on a pooled one). A
+//! notification, or a one-second tick, makes it read `event_log` past the last
+//! id it handled and hand the events to the local broker. NOTIFY is only the
+//! wake-up: notifications can be coalesced or missed (the listener connection
+//! may drop), the log is what counts, so nothing is lost. When the connection
+//! drops, the loop reconnects and resumes from the last id it handled.
+//!
+//! Ids are allocated before commit, so a transaction that commits late can
+//! make an id appear after larger ones were read: ids past a hole are
+//! delivered at once, and the hole is re-read on every pass until it fills or
+//! has stayed empty for [`GAP_TIMEOUT`] (a rolled-back insert leaves a hole
+//! forever).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use diesel::sql_types::{BigInt, Bytea, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use parsec_schema::Pool;
+
+use crate::broker::{Broker, Publish};
+use crate::event::Event;
+use crate::event_record;
+
+const CHANNEL: &str = "parsec_event";
+/// How long a hole in the ids is waited for.
+const GAP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the log is read without a notification.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Events older than this are deleted from the log.
+const RETENTION_SQL: &str = "DELETE FROM event_log WHERE created_on < now() - interval '10 minutes'";
+/// Largest batch read or written at once.
+const BATCH: usize = 1000;
+
+/// Appends published events to the log (see the module documentation).
+pub struct EventWriter {
+    pool: Pool,
+    queue: Vec<Event>,
+    flushing: bool,
+}
+
+impl EventWriter {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, queue: Vec::new(), flushing: false }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.queue.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let n = self.queue.len().min(BATCH);
+        let batch: Vec<Event> = self.queue.drain(..n).collect();
+        let pool = self.pool.clone();
+        let fut = async move {
+            let result = write_batch(&pool, &batch).await;
+            (result, batch)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(result, batch), act, ctx| {
+            act.flushing = false;
+            if let Err(e) = result {
+                // The database is down: keep the events (in order) and retry,
+                // rather than dropping them silently.
+                log::error!("event log: cannot write {} events: {e:#}", batch.len());
+                let mut retry = batch;
+                retry.append(&mut act.queue);
+                act.queue = retry;
+                ctx.run_later(Duration::from_millis(500), |act, ctx| act.flush(ctx));
+                return;
+            }
+            act.flush(ctx);
+        }));
+    }
+}
+
+impl Actor for EventWriter {
+    type Context = Context<Self>;
+}
+
+/// Publishes one event (through the log, to every instance).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Append(pub Event);
+
+impl Handler<Append> for EventWriter {
+    type Result = ();
+    fn handle(&mut self, Append(event): Append, ctx: &mut Self::Context) {
+        self.queue.push(event);
+        self.flush(ctx);
+    }
+}
+
+async fn write_batch(pool: &Pool, batch: &[Event]) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
+    let orgs: Vec<String> = batch.iter().map(|e| e.org().to_string()).collect();
+    let payloads: Vec<Vec<u8>> = batch.iter().map(event_record::encode).collect();
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        // `unnest WITH ORDINALITY` keeps the publication order in the ids.
+        diesel::sql_query(
+            "INSERT INTO event_log (organization_id, payload) \
+             SELECT o, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(o, p, n) ORDER BY n",
+        )
+        .bind::<diesel::sql_types::Array<Text>, _>(&orgs)
+        .bind::<diesel::sql_types::Array<Bytea>, _>(&payloads)
+        .execute(c)
+        .await?;
+        diesel::sql_query(format!("NOTIFY {CHANNEL}")).execute(c).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct LogRow {
+    #[diesel(sql_type = BigInt)]
+    _id: i64,
+    #[diesel(sql_type = Bytea)]
+    payload: Vec<u8>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct MaxId {
+    #[diesel(sql_type = BigInt)]
+    max_id: i64,
+}
+
+/// Which ids were handled: all up to `floor`, and those in `above`.
+struct Cursor {
+    floor: i64,
+    above: BTreeSet<i64>,
+    holes: HashMap<i64, Instant>,
+}
+
+impl Cursor {
+    /// Marks `id` handled; `true` if it was new.
+    fn take(&mut self, id: i64) -> bool {
+        id > self.floor && self.above.insert(id)
+    }
+
+    /// Moves `floor` up over handled ids and expired holes.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            let next = self.floor + 1;
+            if self.above.remove(&next) {
+                self.floor = next;
+                self.holes.remove(&next);
+                continue;
+            }
+            if self.above.is_empty() {
+                break;
+            }
+            let since = *self.holes.entry(next).or_insert(now);
+            if now.duration_since(since) < GAP_TIMEOUT {
+                break;
+            }
+            log::debug!("event log: id {next} never committed, skipped");
+            self.holes.remove(&next);
+            self.floor = next;
+        }
+    }
+}
+
+async fn read_past(conn: &mut AsyncPgConnection, floor: i64) -> diesel::QueryResult<Vec<LogRow>> {
+    diesel::sql_query("SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2")
+        .bind::<BigInt, _>(floor)
+        .bind::<BigInt, _>(BATCH as i64)
+        .load(conn)
+        .await
+}
+
+/// Reads the log from the current end; runs until the process stops. Call
+/// it once, on the main arbiter.
+pub async fn listen(url: String, pool: Pool, broker: Addr<Broker>) {
+    let mut cursor: Option<Cursor> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut last_prune = Instant::now();
+    loop {
+        match listen_once(&url, &pool, &broker, &mut cursor, &mut last_prune).await {
+            Ok(()) => {}
+            Err(e) => log::error!("event listener: {e:#}; reconnecting in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(
+    url: &str,
+    pool: &Pool,
+    broker: &Addr<Broker>,
+    cursor: &mut Option<Cursor>,
+    last_prune: &mut Instant,
+) -> anyhow::Result<()> {
+    let mut listener = AsyncPgConnection::establish(url).await?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut listener).await?;
+    let mut reader = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
+    if cursor.is_none() {
+        // A fresh process delivers what happens from now on.
+        let start: MaxId = diesel::sql_query("SELECT COALESCE(MAX(_id), 0)::BIGINT AS max_id FROM event_log")
+            .get_result(&mut *reader)
+            .await?;
+        *cursor = Some(Cursor { floor: start.max_id, above: BTreeSet::new(), holes: HashMap::new() });
+    }
+    log::info!("event listener: listening on channel {CHANNEL}");
+    drop(reader);
+    let notifications = listener.notifications_stream();
+    futures_util::pin_mut!(notifications);
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            n = notifications.next() => match n {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("notification stream ended"),
+            },
+            _ = tick.tick() => {}
+        }
+        let Some(cur) = cursor.as_mut() else { continue };
+        let mut reader = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
+        loop {
+            let rows = read_past(&mut reader, cur.floor).await?;
+            let full = rows.len() >= BATCH;
+            let mut new = 0;
+            for row in rows {
+                if !cur.take(row._id) {
+                    continue;
+                }
+                new += 1;
+                match event_record::decode(&row.payload) {
+                    Some(event) => broker.do_send(Publish(event)),
+                    None => log::warn!("event log: record {} not understood, skipped", row._id),
+                }
+            }
+            cur.advance(Instant::now());
+            if !full || new == 0 {
+                break;
+            }
+        }
+        if last_prune.elapsed() > Duration::from_secs(60) {
+            *last_prune = Instant::now();
+            if let Err(e) = diesel::sql_query(RETENTION_SQL).execute(&mut reader).await {
+                log::warn!("event log: pruning failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_waits_for_holes_then_skips_them() {
+        let t0 = Instant::now();
+        let mut c = Cursor { floor: 0, above: BTreeSet::new(), holes: HashMap::new() };
+        assert!(c.take(1) && c.take(3));
+        c.advance(t0);
+        assert_eq!(c.floor, 1, "2 is a hole: wait for it");
+        assert!(!c.take(3), "3 is delivered once");
+        assert!(c.take(2));
+        c.advance(t0);
+        assert_eq!(c.floor, 3);
+        assert!(c.take(5));
+        c.advance(t0);
+        assert_eq!(c.floor, 3);
+        c.advance(t0 + GAP_TIMEOUT);
+        assert_eq!(c.floor, 5, "a hole older than the timeout is skipped");
+        assert!(!c.take(4), "an id committing after the timeout comes too late");
+    }
+}

@@ -1,0 +1,112 @@
+//! `block_create`, `block_read`, the block store seam, and the organization stats.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parsec_actors::blockstore::{BlockStore, BlockStoreError};
+use parsec_actors::organization::GetOrganizationStats;
+use parsec_protocol::cmds::authenticated as req;
+use parsec_protocol::types::*;
+
+use crate::common::*;
+
+#[actix_web::test]
+async fn create_and_read() {
+    let (env, alice) = Env::start().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let carol = env.add_user("carol@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
+    let id = Uuid::new_v4();
+
+    assert_bare(&env.block_create(&alice, realm_id, id, b"block data").await, "ok");
+    for dev in [&alice, &bob] {
+        let rep = env.block_read(dev, id).await;
+        assert_eq!((status(&rep), bin(&rep, "block")), ("ok", &b"block data"[..]));
+    }
+    // Every refusal comes without reason.
+    assert_bare(&env.block_read(&carol, id).await, "not_allowed");
+    assert_bare(&env.block_read(&alice, Uuid::new_v4()).await, "not_found");
+    assert_bare(
+        &env.block_create(&alice, Uuid::new_v4(), Uuid::new_v4(), b"x").await,
+        "not_found",
+    );
+    assert_bare(
+        &env.block_create(&bob, realm_id, Uuid::new_v4(), b"x").await,
+        "not_allowed",
+    );
+    assert_bare(
+        &env.block_create(&carol, realm_id, Uuid::new_v4(), b"x").await,
+        "not_allowed",
+    );
+    // Block ids are unique in the organization.
+    let (other_realm, _) = env.create_realm(&alice).await;
+    assert_bare(
+        &env.block_create(&alice, other_realm, id, b"other").await,
+        "already_exists",
+    );
+    assert_eq!(bin(&env.block_read(&alice, id).await, "block"), b"block data");
+
+    let rep = parsec_actors::realm::stats(&env.actors, &bob.client, req::RealmStats { realm_id })
+        .await
+        .unwrap();
+    assert_eq!((int(&rep, "blocks_size"), int(&rep, "vlobs_size")), (10, 0));
+}
+
+#[actix_web::test]
+async fn organization_stats_count_data() {
+    let (env, alice) = Env::start().await;
+    let (r1, _) = env.create_realm(&alice).await;
+    let (r2, _) = env.create_realm(&alice).await;
+    assert_bare(&env.block_create(&alice, r1, Uuid::new_v4(), b"12345").await, "ok");
+    assert_bare(&env.block_create(&alice, r2, Uuid::new_v4(), b"123").await, "ok");
+    let vlob_id = Uuid::new_v4();
+    assert_bare(&env.vlob_create(&alice, r2, vlob_id, at(-2), b"ab").await, "ok");
+    assert_bare(&env.vlob_update(&alice, vlob_id, 1, 2, at(-1), b"abcd").await, "ok");
+
+    let stats = env
+        .actors
+        .organization
+        .send(GetOrganizationStats(env.org.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stats.realms, stats.data_size, stats.metadata_size), (2, 8, 6));
+    let rep = parsec_actors::organization::stats(&env.actors, &alice.client)
+        .await
+        .unwrap();
+    assert_eq!(
+        (int(&rep, "realms"), int(&rep, "data_size"), int(&rep, "metadata_size")),
+        (2, 8, 6)
+    );
+}
+
+/// A block store that is down.
+struct DownStore;
+
+#[async_trait]
+impl BlockStore for DownStore {
+    async fn read(&self, _: &OrganizationId, _: Uuid) -> Result<Bytes, BlockStoreError> {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("connection refused")))
+    }
+    async fn create(&self, _: &OrganizationId, _: Uuid, _: Bytes) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("connection refused")))
+    }
+}
+
+#[actix_web::test]
+async fn block_store_failures_are_timeouts() {
+    let (env, alice) = Env::start_with(|mut b| {
+        b.blockstore = Arc::new(DownStore);
+        b
+    })
+    .await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    let id = Uuid::new_v4();
+    assert_bare(&env.block_create(&alice, realm_id, id, b"x").await, "timeout");
+    // Nothing was recorded: the metadata comes after the store write.
+    assert_bare(&env.block_read(&alice, id).await, "not_found");
+    // Checks run before the store is touched.
+    assert_bare(&env.block_create(&alice, Uuid::new_v4(), id, b"x").await, "not_found");
+}

@@ -1,0 +1,17 @@
+DROP TABLE event_log;
+DROP TABLE block_data;
+DROP TABLE block;
+DROP TABLE realm_vlob_update;
+DROP TABLE vlob_atom;
+DROP TABLE vlob;
+DROP TABLE realm_user_change;
+DROP TABLE realm_user_role;
+DROP TABLE realm;
+DROP TABLE message;
+DROP TABLE pki_enrollment;
+DROP TABLE invitation;
+ALTER TABLE user_ DROP CONSTRAINT user__user_certifier_fkey;
+ALTER TABLE user_ DROP CONSTRAINT user__revoked_user_certifier_fkey;
+DROP TABLE device;
+DROP TABLE user_;
+DROP TABLE organization;

@@ -1,0 +1,143 @@
+//! Operator-facing behaviour: TLS, HTTPS enforcement behind a proxy, health
+//! and readiness endpoints.
+
+use std::io::{Read, Write};
+
+use actix_web::{App, HttpServer, web};
+use openssl::asn1::Asn1Time;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::ssl::{SslConnector, SslMethod};
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509, X509NameBuilder};
+use parsec_actors::backend::Backends;
+use parsec_actors::{Actors, Settings};
+use parsec_server::{http, tls};
+
+use crate::common::*;
+
+#[actix_web::test]
+async fn https_enforcement_behind_a_proxy() {
+    let server = start_server().await;
+    let (status, _) = http_request(&server, "GET", "/", &[("X-Forwarded-Proto", "https")], b"").await;
+    assert_eq!(status, 200);
+    let (status, _) = http_request(&server, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200, "a missing header does not trigger the redirect");
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /ws?x=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_lowercase();
+    assert!(text.starts_with("http/1.1 301"), "{text}");
+    assert!(text.contains("location: https://127.0.0.1:6777/ws?x=1"), "{text}");
+}
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    let server = start_server().await;
+    assert_eq!(
+        http_request(&server, "GET", "/health", &[], b"").await,
+        (200, b"ok".to_vec())
+    );
+    assert_eq!(
+        http_request(&server, "GET", "/ready", &[], b"").await,
+        (200, b"ready".to_vec())
+    );
+}
+
+fn self_signed() -> (X509, PKey<openssl::pkey::Private>) {
+    let key =
+        PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, "localhost").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    let not_before = Asn1Time::days_from_now(0).unwrap();
+    let not_after = Asn1Time::days_from_now(1).unwrap();
+    b.set_not_before(&not_before).unwrap();
+    b.set_not_after(&not_after).unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (b.build(), key)
+}
+
+#[actix_web::test]
+async fn tls_with_a_custom_ca() {
+    let (cert, key) = self_signed();
+    let dir = std::env::temp_dir().join(format!("parsec-tls-{}", hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+
+    let settings = Settings {
+        administration_token: TOKEN.into(),
+        spontaneous_organization_bootstrap: false,
+        organization_initial_active_users_limit: None,
+        organization_initial_user_profile_outsider_allowed: true,
+        email: Default::default(),
+        backend_addr: Default::default(),
+    };
+    let state = http::AppState {
+        actors: Actors::start(Backends::memory(), settings),
+        backend_netloc: "localhost".into(),
+        backend_query: vec![],
+        forward_proto_enforce_https: None,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(http::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind_openssl(("127.0.0.1", 0), tls::acceptor(&cert_path, &key_path).unwrap())
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+
+    let trusted = cert.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+        connector.cert_store_mut().add_cert(trusted).unwrap();
+        let connector = connector.build();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        let mut tls = connector
+            .connect("localhost", tcp)
+            .expect("TLS handshake with the custom CA");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+
+    // A client that does not trust the CA is refused.
+    let refused = tokio::task::spawn_blocking(move || {
+        let connector = SslConnector::builder(SslMethod::tls()).unwrap().build();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        connector.connect("localhost", tcp).is_err()
+    })
+    .await
+    .unwrap();
+    assert!(refused);
+    let _ = std::fs::remove_dir_all(dir);
+}
