@@ -28,9 +28,14 @@ fi
   cat "$dir/initdb.log" >&2
   exit 1
 }
-"${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-  start >/dev/null || {
+# start.sh / stop.sh: restart the same cluster (tests that stop PostgreSQL under load).
+opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+runas=""
+[ "${#as_pg[@]}" -gt 0 ] && runas="runuser -u postgres --"
+printf '#!/bin/sh\nexec %s "%s/pg_ctl" -D "%s/data" -l "%s/log" -w -o "%s" start >/dev/null\n' "$runas" "$bindir" "$dir" "$dir" "$opts" >"$dir/start.sh"
+printf '#!/bin/sh\nexec %s "%s/pg_ctl" -D "%s/data" -m fast -w stop >/dev/null\n' "$runas" "$bindir" "$dir" >"$dir/stop.sh"
+chmod +x "$dir/start.sh" "$dir/stop.sh"
+"$dir/start.sh" || {
   cat "$dir/log" >&2
   exit 1
 }

@@ -46,6 +46,7 @@ fail_step() {
 WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/parsec-test.XXXXXX")"
 SERVER_LOG="$WORKDIR/server.log"
 SERVER_PID=""
+SWIFT_DIRS=()
 
 print_server_log() {
   if [ -s "$SERVER_LOG" ]; then
@@ -71,6 +72,8 @@ on_exit() {
   local status=$?
   [ -z "${PG_DIR:-}" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
   [ -z "${SMTP_PID:-}" ] || kill "$SMTP_PID" 2>/dev/null || true
+  [ -z "${PARSEC_TEST_MOTO_DIR:-}" ] || "$ROOT/scripts/moto.sh" stop "$PARSEC_TEST_MOTO_DIR"
+  for d in "${SWIFT_DIRS[@]}"; do "$ROOT/scripts/swift-aio.sh" stop "$d" 2>/dev/null || true; done
   if [ -n "$SERVER_PID" ]; then # interrupted while the server was running
     stop_server
     print_server_log
@@ -135,6 +138,57 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null; then
   note "SMTP receiver on $PARSEC_TEST_SMTP_ADDR, mails in $PARSEC_TEST_SMTP_DIR"
 else
   fail_step "SMTP receiver did not start (see $WORKDIR/smtp.log)"
+fi
+
+# ------------------------------------------------------------------ S3 and Swift servers
+# For the blockstore tests (server/tests/e2e/blockstores.rs): moto, an
+# S3-compatible server, with its buckets (scripts/moto.sh exports
+# PARSEC_TEST_S3_* and PARSEC_TEST_MOTO_*); and two single-node OpenStack
+# Swift servers (scripts/swift-aio.sh), one shared, one that a test restarts.
+# Both install into venvs under ~/.cache on first use. Under CI=true those
+# tests fail without them.
+section "S3 test server (scripts/moto.sh)"
+if moto_env="$("$ROOT/scripts/moto.sh" start)"; then
+  eval "$moto_env"
+  note "moto at $PARSEC_TEST_S3_ENDPOINT"
+else
+  fail_step "S3 test server (scripts/moto.sh)"
+fi
+
+section "Swift test servers (scripts/swift-aio.sh)"
+export SWIFT_AIO_VENV="${SWIFT_AIO_VENV:-$HOME/.cache/parsec-swift-venv}"
+# A base port whose next 3 are free too (proxy, account, container, object).
+free_port_block() {
+  python3 -c 'import socket, random
+for _ in range(200):
+    base = random.randrange(20000, 60000)
+    socks = []
+    try:
+        for p in range(base, base + 4):
+            s = socket.socket(); socks.append(s); s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        for s in socks: s.close()
+    print(base); break'
+}
+SWIFT_DIRS=("$WORKDIR/swift" "$WORKDIR/swift-restart") # stopped at exit
+start_swift() { # DATA_DIR; prints the blockstore value
+  local port
+  port="$(free_port_block)"
+  echo "$port" >"$1.port"
+  "$ROOT/scripts/swift-aio.sh" "$1" "$port"
+}
+if PARSEC_TEST_SWIFT_CONFIG="$(start_swift "$WORKDIR/swift")" \
+   && PARSEC_TEST_SWIFT_RESTART_CONFIG="$(start_swift "$WORKDIR/swift-restart")"; then
+  export PARSEC_TEST_SWIFT_CONFIG PARSEC_TEST_SWIFT_RESTART_CONFIG
+  export PARSEC_TEST_SWIFT_AIO="$ROOT/scripts/swift-aio.sh"
+  export PARSEC_TEST_SWIFT_RESTART_DIR="$WORKDIR/swift-restart"
+  PARSEC_TEST_SWIFT_RESTART_PORT="$(cat "$WORKDIR/swift-restart.port")"
+  export PARSEC_TEST_SWIFT_RESTART_PORT
+  note "Swift: $PARSEC_TEST_SWIFT_CONFIG (and $PARSEC_TEST_SWIFT_RESTART_CONFIG)"
+else
+  fail_step "Swift test servers (scripts/swift-aio.sh)"
 fi
 
 # ------------------------------------------------------------------ server build

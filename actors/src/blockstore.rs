@@ -14,9 +14,20 @@
 //! - a store never decides business outcomes: a missing block on `read` means
 //!   the storage is faulty (the metadata said it exists), and every failure
 //!   becomes the legacy `timeout` status.
+//!
+//! Implementations: [`MemoryBlockStore`] here, the `POSTGRESQL` store in
+//! `backend::postgres::blockstore`, [`s3`], [`swift`], and the [`raid`]
+//! combinators over any of them. Remote stores bound every call with a
+//! timeout and log their failures (the client only sees `timeout`).
+
+pub mod raid;
+pub mod s3;
+pub mod swift;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,12 +51,32 @@ pub trait BlockStore: Send + Sync {
     /// The bytes of a block.
     async fn read(&self, org: &OrganizationId, block_id: Uuid) -> Result<Bytes, BlockStoreError>;
     /// Stores a block; idempotent (see the module documentation).
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        block_id: Uuid,
-        block: Bytes,
-    ) -> Result<(), BlockStoreError>;
+    async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError>;
+}
+
+/// How long one remote store call (including its retries) may take before it
+/// fails as unavailable. Generous for a 1 MiB block on a slow link, short
+/// enough that a hung store does not pin client requests for minutes.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The object name of a block in S3 and Swift: `<organization>/<uuid with
+/// dashes>` (the reference's slug; not the dashless form of `BlockID.__str__`).
+pub fn object_name(org: &OrganizationId, block_id: Uuid) -> String {
+    format!("{}/{}", org.as_str(), block_id.hyphenated())
+}
+
+/// Runs `call` with a deadline; running out of time is
+/// [`BlockStoreError::Unavailable`].
+pub(crate) async fn with_deadline<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, BlockStoreError>>,
+) -> Result<T, BlockStoreError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(BlockStoreError::Unavailable(anyhow::anyhow!(
+            "no answer within {limit:?}"
+        ))),
+    }
 }
 
 /// The `MOCKED` block store: a map, lost at exit.
@@ -71,12 +102,7 @@ impl BlockStore for MemoryBlockStore {
             .ok_or(BlockStoreError::NotFound)
     }
 
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        block_id: Uuid,
-        block: Bytes,
-    ) -> Result<(), BlockStoreError> {
+    async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
         // Keep the first copy: a second create carries the same bytes.
         self.lock().entry((org.clone(), block_id)).or_insert(block);
         Ok(())
@@ -93,21 +119,9 @@ mod tests {
         let a = OrganizationId::parse("A").unwrap();
         let b = OrganizationId::parse("B").unwrap();
         let id = Uuid::new_v4();
-        store
-            .create(&a, id, Bytes::from_static(b"one"))
-            .await
-            .unwrap();
-        store
-            .create(&a, id, Bytes::from_static(b"one"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read(&a, id).await.unwrap(),
-            Bytes::from_static(b"one")
-        );
-        assert!(matches!(
-            store.read(&b, id).await,
-            Err(BlockStoreError::NotFound)
-        ));
+        store.create(&a, id, Bytes::from_static(b"one")).await.unwrap();
+        store.create(&a, id, Bytes::from_static(b"one")).await.unwrap();
+        assert_eq!(store.read(&a, id).await.unwrap(), Bytes::from_static(b"one"));
+        assert!(matches!(store.read(&b, id).await, Err(BlockStoreError::NotFound)));
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! Invitations (see the section at the end): [`RegisterInvited`] /
 //! [`UnregisterInvited`] (claimer connections, closed when their invitation
-//! is deleted), [`ReadyClaimers`] (`invite_list`'s READY status) and
-//! [`WatchConduit`] (wake-ups of conduit waiters).
+//! is deleted) and [`WatchConduit`] (wake-ups of conduit waiters). Claimer
+//! presence (`invite_list`'s READY) is counted in the store, not here.
 //!
 //! It must never wait on a connection: delivery is `try_send` into the
 //! connection's bounded mailbox. A connection whose mailbox is full is too slow
@@ -278,23 +278,12 @@ pub struct WatchConduit {
     pub token: Uuid,
 }
 
-/// Tokens of the organization whose claimer is connected (`invite_list`
-/// shows them READY). Like the reference, this is per process and built from
-/// the READY / IDLE / DELETED events: it starts empty after a restart, and a
-/// claimer with two connections looks gone once one of them closes.
-#[derive(Message)]
-#[rtype(result = "HashSet<Uuid>")]
-pub struct ReadyClaimers {
-    pub org: OrganizationId,
-}
-
 type InvitationKey = (OrganizationId, Uuid);
 
 #[derive(Default)]
 struct Invitations {
     /// Invited connections per invitation.
     claimers: HashMap<InvitationKey, HashMap<u64, Recipient<Push>>>,
-    ready: HashMap<OrganizationId, HashSet<Uuid>>,
     /// One channel per invitation someone waits on; the value is a counter.
     wakeups: HashMap<InvitationKey, tokio::sync::watch::Sender<u64>>,
 }
@@ -305,14 +294,6 @@ impl Invitations {
             Event::InviteConduitUpdated { org, token } => (org.clone(), *token),
             Event::InviteStatusChanged { org, token, status, .. } => {
                 let key = (org.clone(), *token);
-                if *status == InvitationStatus::Ready {
-                    self.ready.entry(org.clone()).or_default().insert(*token);
-                } else if let Some(ready) = self.ready.get_mut(org) {
-                    ready.remove(token);
-                    if ready.is_empty() {
-                        self.ready.remove(org);
-                    }
-                }
                 if *status == InvitationStatus::Deleted {
                     // Each connection flushes its running command's answer
                     // first (the last `invite_4_claimer_communicate`).
@@ -372,12 +353,5 @@ impl Handler<WatchConduit> for Broker {
         let (tx, rx) = tokio::sync::watch::channel(0);
         wakeups.insert(key, tx);
         MessageResult(rx)
-    }
-}
-
-impl Handler<ReadyClaimers> for Broker {
-    type Result = MessageResult<ReadyClaimers>;
-    fn handle(&mut self, msg: ReadyClaimers, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.invitations.ready.get(&msg.org).cloned().unwrap_or_default())
     }
 }

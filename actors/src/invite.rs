@@ -5,7 +5,7 @@
 //!
 //! Accepts: [`NewInvitation`], [`DeleteInvitation`], [`ListInvitations`],
 //! [`GetInvitation`], [`ConduitTalk`], [`ConduitListen`],
-//! [`SendInvitationEmail`].
+//! [`ClaimerConnection`], [`SendInvitationEmail`].
 //!
 //! The conduit: each step is one or two *exchanges* ([`exchange`]). An
 //! exchange subscribes to the invitation's wake-ups at the broker, *talks*
@@ -20,13 +20,13 @@
 //! by the next request) cannot leave a store operation half done. There is
 //! no timeout on a wait, as in the reference.
 //!
-//! What the connection must do on its side (`crate::session`): publish READY
-//! / IDLE when an invited connection opens / ends, close it when its
+//! What the connection must do on its side (`crate::session`): report its
+//! opening and its end ([`claimer_presence`], the end after the opening has
+//! been counted), close it when its
 //! invitation is deleted (after answering the command it is running), and
 //! close it without replying when a claimer step finds the invitation
 //! deleted ([`ClaimerOutcome::InvitationDeleted`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -43,7 +43,7 @@ use parsec_protocol::types::*;
 use parsec_protocol::value::Value;
 
 use crate::backend::*;
-use crate::broker::{Broker, ReadyClaimers, WatchConduit};
+use crate::broker::{Broker, WatchConduit};
 use crate::client::{AuthenticatedClient, InvitedClient};
 use crate::email::{self, BackendAddr, EmailConfig, InvitationEmail, Mailer};
 use crate::event::Event;
@@ -251,6 +251,42 @@ impl Handler<ConduitTalk> for InviteActor {
     }
 }
 
+/// An invited connection opened (`opened`) or ended; answers how many of
+/// the invitation's claimer connections are open now, on any instance.
+#[derive(Message)]
+#[rtype(result = "Result<u64, Internal>")]
+pub struct ClaimerConnection {
+    pub org: OrganizationId,
+    pub greeter: UserId,
+    pub token: Uuid,
+    pub opened: bool,
+}
+
+impl Handler<ClaimerConnection> for InviteActor {
+    type Result = ResponseFuture<Result<u64, Internal>>;
+    /// READY at each opening; IDLE once the last connection is gone (a
+    /// claimer's second connection closing leaves it READY).
+    fn handle(&mut self, m: ClaimerConnection, _: &mut Self::Context) -> Self::Result {
+        let (org, greeter, token, opened) = (m.org.clone(), m.greeter, m.token, m.opened);
+        self.publishing(
+            move |b| Box::pin(async move { b.claimer_connection(&m.org, m.token, m.opened).await }),
+            move |open| {
+                let status = if opened {
+                    InvitationStatus::Ready
+                } else {
+                    InvitationStatus::Idle
+                };
+                (opened || *open == 0).then_some(Event::InviteStatusChanged {
+                    org,
+                    greeter,
+                    token,
+                    status,
+                })
+            },
+        )
+    }
+}
+
 impl Handler<ConduitListen> for InviteActor {
     type Result = ResponseFuture<Result<ListenStep, ConduitError>>;
     /// A listen that moved the conduit on tells the peer, which waits for it.
@@ -380,23 +416,18 @@ pub async fn delete(actors: &Actors, client: &AuthenticatedClient, req: InviteDe
     Ok(cmds::ok(vec![]))
 }
 
-/// `invite_list` (commands.md §5.3): READY when a claimer is connected.
+/// `invite_list` (commands.md §5.3): READY while a claimer connection is
+/// open, on any server instance (counted in the store).
 pub async fn list(actors: &Actors, client: &AuthenticatedClient) -> Result<Value, Internal> {
     let msg = ListInvitations {
         org: client.org.clone(),
         greeter: client.user_id.clone(),
     };
     let invitations = actors.invite.send(msg).await??;
-    let ready: HashSet<Uuid> = actors
-        .broker
-        .send(ReadyClaimers {
-            org: client.org.clone(),
-        })
-        .await?;
     let items = invitations
         .iter()
         .map(|i| {
-            let status = if ready.contains(&i.token) {
+            let status = if i.claimer_online {
                 InvitationStatus::Ready
             } else {
                 InvitationStatus::Idle
@@ -548,19 +579,21 @@ pub async fn lookup(actors: &Actors, org: &OrganizationId, token: Uuid) -> Resul
         .map_err(Internal::from)?
 }
 
-/// An invited connection opened (`ready`) or ended: the greeter's devices
-/// hear READY / IDLE, and `invite_list` follows.
-pub fn claimer_presence(actors: &Actors, client: &InvitedClient, ready: bool) {
-    actors.publish(Event::InviteStatusChanged {
+/// An invited connection opened (`ready`) or ended: the store counts it, so
+/// that `invite_list` on every instance agrees, and the greeter's devices
+/// hear READY / IDLE. A connection must report its end only once its
+/// opening has been counted (the count never goes below zero: an end
+/// counted first would be lost, and the claimer would look connected until
+/// the invitation goes).
+pub async fn claimer_presence(actors: &Actors, client: &InvitedClient, ready: bool) -> Result<(), Internal> {
+    let msg = ClaimerConnection {
         org: client.org.clone(),
         greeter: client.invitation.greeter_user_id.clone(),
         token: client.token,
-        status: if ready {
-            InvitationStatus::Ready
-        } else {
-            InvitationStatus::Idle
-        },
-    });
+        opened: ready,
+    };
+    actors.invite.send(msg).await??;
+    Ok(())
 }
 
 /// `invite_info` (commands.md §6.1): from the handshake's snapshot, never

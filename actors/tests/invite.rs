@@ -659,9 +659,9 @@ async fn invite_list_and_delete() {
 
     // A claimer connected: READY, in the list and as an event.
     let claimer = env.claimer(d).await;
-    invite::claimer_presence(&env.actors, &claimer, true);
+    invite::claimer_presence(&env.actors, &claimer, true).await.unwrap();
     env.status_becomes(&env.actors, &alice, d, "READY").await;
-    invite::claimer_presence(&env.actors, &claimer, false);
+    invite::claimer_presence(&env.actors, &claimer, false).await.unwrap();
     env.status_becomes(&env.actors, &alice, d, "IDLE").await;
 
     // Deleting: only one's own, once.
@@ -773,6 +773,29 @@ async fn claimer_connections_are_counted_in_the_store() {
     assert_bare(&env.delete(&alice, u).await, "ok");
     assert_eq!(store.claimer_connection(org, u, false).await.unwrap(), 0);
     assert_eq!(online().await, [d]);
+}
+
+/// Two connections of one claimer: READY until the last one closes, for
+/// every server instance (a new or restarted one included).
+#[actix_web::test]
+async fn claimer_with_two_connections_stays_ready() {
+    let (env, alice) = Env::start().await;
+    let listener = env.listen(&alice).await;
+    let d = env.invite(&alice, greq::InviteNewKind::Device).await;
+    let (first, second) = (env.claimer(d).await, env.claimer(d).await);
+    invite::claimer_presence(&env.actors, &first, true).await.unwrap();
+    invite::claimer_presence(&env.actors, &second, true).await.unwrap();
+    invite::claimer_presence(&env.actors, &first, false).await.unwrap();
+    env.status_becomes(&env.actors, &alice, d, "READY").await;
+    env.status_becomes(&env.second_instance(), &alice, d, "READY").await;
+    invite::claimer_presence(&env.actors, &second, false).await.unwrap();
+    env.status_becomes(&env.actors, &alice, d, "IDLE").await;
+    let s = |status: &str| (d, status.to_string());
+    assert_eq!(
+        listener.statuses().await,
+        [s("IDLE"), s("READY"), s("READY"), s("IDLE")],
+        "no IDLE while a connection is open"
+    );
 }
 
 /// Concurrent `invite_new` for the same claimer make one invitation (on
@@ -1053,9 +1076,9 @@ async fn postgres_rendezvous_across_instances() {
     assert_eq!(bin(&claimer_rep(cr), "payload"), b"request");
 
     // The claimer connects to the second instance: the first one shows it.
-    invite::claimer_presence(ca, c, true);
+    invite::claimer_presence(ca, c, true).await.unwrap();
     env.status_becomes(ga, &alice, t, "READY").await;
-    invite::claimer_presence(ca, c, false);
+    invite::claimer_presence(ca, c, false).await.unwrap();
     env.status_becomes(ga, &alice, t, "IDLE").await;
 
     // A claimer waiting on the second instance when the greeter deletes the
@@ -1904,5 +1927,8 @@ async fn smtp_real_receiver() {
     }
     let mail = found.expect("the invitation e-mail reached the SMTP receiver");
     let unfolded = mail.replace("=\r\n", "").replace("=3D", "=");
-    assert!(unfolded.contains("/redirect/CoolOrg?action=claim_user&token="), "{mail}");
+    assert!(
+        unfolded.contains("/redirect/CoolOrg?action=claim_user&token="),
+        "{mail}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Every scenario, briefly, against our server started in-process (memory
-//! backend, as `run --dev`): 2 clients × 20 requests each, zero errors.
+//! backend as `run --dev`, or PostgreSQL in the PostgreSQL pass of the
+//! tests): 2 clients × 20 requests each, zero errors.
 //!
 //! The server runs on its own thread with its own actix System, so the tool
 //! runs on a plain tokio runtime exactly as the binary does.
@@ -9,8 +10,7 @@ use std::sync::OnceLock;
 
 use actix_web::{App, HttpServer, web};
 use argh::FromArgs;
-use parsec_actors::backend::Backends;
-use parsec_actors::{Actors, Settings};
+use parsec_actors::Settings;
 use parsec_load::args::Args;
 use parsec_server::http;
 
@@ -28,8 +28,11 @@ fn server() -> SocketAddr {
                     spontaneous_organization_bootstrap: false,
                     organization_initial_active_users_limit: None,
                     organization_initial_user_profile_outsider_allowed: true,
+                    email: Default::default(),
+                    backend_addr: Default::default(),
                 };
-                let actors = Actors::start(Backends::memory(), settings);
+                // Memory backend, or PostgreSQL in the PostgreSQL pass of the tests.
+                let actors = parsec_actors::backend::postgres::start_actors_for_tests(settings).await;
                 let state = http::AppState {
                     actors,
                     backend_netloc: "127.0.0.1:6777".into(),

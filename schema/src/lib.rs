@@ -119,11 +119,23 @@ pub fn check_blocking(url: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// Every query of a pooled connection is bounded (PostgreSQL's
+/// `statement_timeout`), unless the URL already sets connection options.
+pub const STATEMENT_TIMEOUT_MS: u64 = 30_000;
+
+fn with_statement_timeout(url: &str) -> String {
+    if url.contains("options=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20statement_timeout%3D{STATEMENT_TIMEOUT_MS}")
+}
+
 /// A pool of at most `max_size` connections. Waiting for a connection and
 /// opening one are bounded, so a saturated or unreachable database gives an
 /// error instead of a hung request.
 pub fn pool(url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<Pool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(with_statement_timeout(url));
     Ok(deadpool::Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(timeout))

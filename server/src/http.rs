@@ -79,6 +79,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// Disables Nagle's algorithm on every accepted connection: a reply written
+/// right after an event (two small writes) must not wait for the client's
+/// delayed ACK (~40 ms).
+pub fn set_nodelay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    use actix_web::rt::net::TcpStream;
+    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
+        conn.downcast_ref::<actix_tls::accept::openssl::TlsStream<TcpStream>>()
+            .map(|tls| tls.get_ref())
+    });
+    if let Some(tcp) = tcp
+        && let Err(e) = tcp.set_nodelay(true)
+    {
+        log::debug!("TCP_NODELAY: {e}");
+    }
+}
+
 /// Liveness for load balancers: the process serves HTTP.
 async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")

@@ -83,9 +83,6 @@ fn migrate(cfg: &config::MigrateConfig) -> anyhow::Result<()> {
 /// rather than silently replaced by something else.
 fn unsupported(cfg: &RunConfig) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    if !matches!(cfg.blockstore, BlockStoreConfig::Mocked | BlockStoreConfig::Postgresql) {
-        missing.push("S3, Swift and RAID blockstores (--blockstore)");
-    }
     if cfg.sentry_dsn.is_some() {
         missing.push("Sentry reporting (--sentry-dsn)");
     }
@@ -140,13 +137,14 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     actix_web::rt::System::new().block_on(async move {
         let (backends, pg) = match &cfg.db {
-            DbUrl::Mocked => (Backends::memory(), None),
+            DbUrl::Mocked => {
+                let mut backends = Backends::memory();
+                backends.blockstore = build_blockstore(&cfg.blockstore, None).await?;
+                (backends, None)
+            }
             DbUrl::Postgresql(url) => {
                 let store = connect_database(&cfg).await?;
-                let blockstore: Arc<dyn BlockStore> = match cfg.blockstore {
-                    BlockStoreConfig::Postgresql => Arc::new(PgBlockStore::new(store.clone())),
-                    _ => Arc::new(MemoryBlockStore::default()),
-                };
+                let blockstore = build_blockstore(&cfg.blockstore, Some(&store)).await?;
                 (Backends::postgres(store.clone(), blockstore), Some((url.expose().to_string(), store)))
             }
         };
@@ -172,6 +170,7 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 .wrap(middleware::DefaultHeaders::new().add(("server", "parsec")))
                 .configure(http::configure)
         })
+        .on_connect(http::set_nodelay)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
         let server = match tls {
@@ -202,6 +201,68 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
             stopping.await;
         });
         server.await.map_err(anyhow::Error::from)
+    })
+}
+
+/// The `--blockstore` store, its remote nodes checked (S3 bucket and Swift
+/// container answer `HEAD`, credentials accepted): the server does not start
+/// on a store it cannot use, and the error says which and why, on one line.
+async fn build_blockstore(cfg: &BlockStoreConfig, pg: Option<&PgStore>) -> anyhow::Result<Arc<dyn BlockStore>> {
+    use parsec_actors::blockstore::raid::{Raid0BlockStore, Raid1BlockStore, Raid5BlockStore};
+    // The CLI never enables `partial_create_ok` (cli.md §4.2).
+    Ok(match cfg {
+        BlockStoreConfig::Raid0(nodes) => Arc::new(Raid0BlockStore::new(build_raid_nodes(nodes, pg).await?)?),
+        BlockStoreConfig::Raid1(nodes) => Arc::new(Raid1BlockStore::new(build_raid_nodes(nodes, pg).await?, false)?),
+        BlockStoreConfig::Raid5(nodes) => Arc::new(Raid5BlockStore::new(build_raid_nodes(nodes, pg).await?, false)?),
+        BlockStoreConfig::Mocked
+        | BlockStoreConfig::Postgresql
+        | BlockStoreConfig::S3(_)
+        | BlockStoreConfig::Swift(_) => build_single_blockstore(cfg, pg).await?,
+    })
+}
+
+/// RAID nodes, checked concurrently: startup waits for the slowest only.
+async fn build_raid_nodes(
+    nodes: &[BlockStoreConfig],
+    pg: Option<&PgStore>,
+) -> anyhow::Result<Vec<Arc<dyn BlockStore>>> {
+    futures_util::future::try_join_all(nodes.iter().map(|node| build_single_blockstore(node, pg))).await
+}
+
+/// One non-RAID store (RAID nodes cannot nest).
+async fn build_single_blockstore(cfg: &BlockStoreConfig, pg: Option<&PgStore>) -> anyhow::Result<Arc<dyn BlockStore>> {
+    use parsec_actors::blockstore::DEFAULT_CALL_TIMEOUT;
+    use parsec_actors::blockstore::s3::{S3BlockStore, S3Settings};
+    use parsec_actors::blockstore::swift::{SwiftBlockStore, SwiftSettings};
+    Ok(match cfg {
+        BlockStoreConfig::Mocked => Arc::new(MemoryBlockStore::default()),
+        BlockStoreConfig::Postgresql => match pg {
+            Some(store) => Arc::new(PgBlockStore::new(store.clone())),
+            None => anyhow::bail!("PostgreSQL block store is not available"),
+        },
+        BlockStoreConfig::S3(c) => {
+            let settings = S3Settings {
+                endpoint_url: c.endpoint_url.clone(),
+                region: c.region.clone(),
+                bucket: c.bucket.clone(),
+                key: c.key.clone(),
+                secret: c.secret.expose().to_string(),
+            };
+            Arc::new(S3BlockStore::connect(&settings, DEFAULT_CALL_TIMEOUT).await?)
+        }
+        BlockStoreConfig::Swift(c) => {
+            let settings = SwiftSettings {
+                auth_url: c.auth_url.clone(),
+                tenant: c.tenant.clone(),
+                container: c.container.clone(),
+                user: c.user.clone(),
+                password: c.password.expose().to_string(),
+            };
+            Arc::new(SwiftBlockStore::connect(&settings, DEFAULT_CALL_TIMEOUT).await?)
+        }
+        BlockStoreConfig::Raid0(_) | BlockStoreConfig::Raid1(_) | BlockStoreConfig::Raid5(_) => {
+            anyhow::bail!("RAID block stores cannot be nested")
+        }
     })
 }
 

@@ -102,6 +102,9 @@ pub struct ClientSession {
     /// Invited: the invitation was deleted while a command ran; close once
     /// it has answered, and take no new request.
     close_after_reply: bool,
+    /// Invited: the report of the connection's opening, which its end waits
+    /// for (the store must count the opening first).
+    claimer_opened: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ClientSession {
@@ -118,6 +121,7 @@ impl ClientSession {
             overflowed: Arc::new(AtomicBool::new(false)),
             closing: false,
             close_after_reply: false,
+            claimer_opened: None,
         }
     }
 
@@ -206,8 +210,14 @@ impl ClientSession {
                             conn_id: c.conn_id,
                             addr: ctx.address().recipient(),
                         });
-                        crate::invite::claimer_presence(&self.actors, &c, true);
-                        Phase::Invited(Arc::new(c))
+                        let c = Arc::new(c);
+                        let (actors, client) = (self.actors.clone(), c.clone());
+                        self.claimer_opened = Some(actix::spawn(async move {
+                            if let Err(e) = crate::invite::claimer_presence(&actors, &client, true).await {
+                                log::error!("conn={}: claimer presence not recorded: {:#}", client.conn_id, e.0);
+                            }
+                        }));
+                        Phase::Invited(c)
                     }
                     Identity::AnonymousV1(c) => Phase::AnonymousV1(Arc::new(c)),
                 };
@@ -394,8 +404,17 @@ impl Actor for ClientSession {
         if let Phase::Invited(c) = &self.phase {
             let msg = broker::UnregisterInvited { org: c.org.clone(), token: c.token, conn_id: c.conn_id };
             self.actors.broker.do_send(msg);
-            // IDLE for the greeter, even after a deletion (README §6).
-            crate::invite::claimer_presence(&self.actors, c, false);
+            // IDLE for the greeter, even after a deletion (README §6), once
+            // the opening has been counted.
+            let (actors, client, opened) = (self.actors.clone(), c.clone(), self.claimer_opened.take());
+            actix::spawn(async move {
+                if let Some(opened) = opened {
+                    let _ = opened.await;
+                }
+                if let Err(e) = crate::invite::claimer_presence(&actors, &client, false).await {
+                    log::error!("conn={}: claimer departure not recorded: {:#}", client.conn_id, e.0);
+                }
+            });
             log::info!("conn={} org={}: invited connection ended", c.conn_id, c.org);
         }
     }

@@ -10,8 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use ed25519_dalek::{Signer, SigningKey};
-use parsec_actors::backend::Backends;
-use parsec_actors::backend::memory::MemoryStore;
 use parsec_actors::broker::{ConnInfo, Push, Register, Subscribe};
 use parsec_actors::client::AuthenticatedClient;
 use parsec_actors::organization::{self, BootstrapRequest, CreateOrganization};
@@ -164,15 +162,14 @@ fn settings() -> Settings {
 }
 
 impl Env {
-    /// A server on the memory store, with `CoolOrg` bootstrapped by `alice@dev1` (ADMIN).
+    /// A server on the test store (memory, or PostgreSQL with `PARSEC_TEST_DB`), with `CoolOrg` bootstrapped by `alice@dev1` (ADMIN).
     pub async fn start() -> (Env, Dev) {
         Self::start_with(None, true).await
     }
 
     /// Same, with the organization's settings.
     pub async fn start_with(active_users_limit: Option<u64>, user_profile_outsider_allowed: bool) -> (Env, Dev) {
-        let store = Arc::new(MemoryStore::default());
-        let actors = Actors::start(Backends::from_memory_store(store.clone()), settings());
+        let actors = parsec_actors::backend::postgres::start_actors_for_tests(settings()).await;
         let org = OrganizationId::parse("CoolOrg").unwrap();
         let create = CreateOrganization {
             id: org.clone(),
@@ -370,6 +367,9 @@ pub struct Listener {
 impl Listener {
     /// Everything pushed so far, drained: event names, and `"<close>"` for a close.
     pub async fn take(&self) -> Vec<String> {
+        if matches!(self.actors.events, parsec_actors::EventBus::Postgres(_)) {
+            barrier(&self.actors).await;
+        }
         // Mailboxes are FIFO: once the broker answered a later message, it
         // has handled every publication before it; same for the collector.
         let probe = Subscribe {
@@ -390,6 +390,34 @@ impl Listener {
             })
             .collect()
     }
+}
+
+/// On PostgreSQL, events reach the broker through the event log: publish a
+/// marker event after everything published so far and wait until the broker
+/// delivers it, which it does in log order, so after every earlier event.
+async fn barrier(actors: &Actors) {
+    let org = OrganizationId::parse(&format!("Barrier{}", NEXT_CONN.fetch_add(1, Ordering::Relaxed))).unwrap();
+    let pushed = Arc::new(Mutex::new(Vec::new()));
+    let addr = Collector { pushed: pushed.clone() }.start();
+    let conn_id = u64::MAX - 1;
+    let info = ConnInfo {
+        conn_id,
+        org: org.clone(),
+        user_id: UserId::parse("barrier").unwrap(),
+        device_id: DeviceId::parse("barrier@barrier").unwrap(),
+        profile: UserProfile::Admin,
+    };
+    actors.broker.send(Register { info, addr: addr.clone().recipient(), overflowed: Default::default() }).await.unwrap();
+    actors.broker.send(Subscribe { org: org.clone(), conn_id, realms: Default::default() }).await.unwrap();
+    actors.publish(parsec_actors::event::Event::PkiEnrollmentUpdated { org });
+    for _ in 0..200 {
+        addr.send(Flush).await.unwrap();
+        if !pushed.lock().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the barrier event never came back through the event log");
 }
 
 // ------------------------------------------------------------------ payloads

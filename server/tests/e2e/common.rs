@@ -228,3 +228,37 @@ pub async fn login(server: &TestServer, org: &Org) -> WsClient {
         Err(r) => panic!("login refused: {r:?}"),
     }
 }
+
+/// `realm_create` of a new realm owned by `device`'s user; returns its id.
+pub async fn create_realm(ws: &mut WsClient, device: &Device) -> parsec_protocol::types::Uuid {
+    use parsec_protocol::certif::{self, RealmRoleCertificate};
+    use parsec_protocol::types::{DateTime, RealmRole, Uuid};
+    let realm_id = Uuid::new_v4();
+    let role = RealmRoleCertificate {
+        author: Some(device.device_id.clone()),
+        timestamp: DateTime::now(),
+        realm_id,
+        user_id: device.device_id.user_id(),
+        role: Some(RealmRole::Owner),
+    };
+    let signed = certif::build::sign_payload(certif::build::realm_role(&role), sign(&device.signing_key));
+    let rep = ws.req("realm_create", vec![("role_certificate", Value::Binary(signed))]).await;
+    assert_eq!(status(&rep), "ok", "{rep:?}");
+    realm_id
+}
+
+/// The fields of a `vlob_create` of `blob` as version 1 of `vlob_id`.
+pub fn vlob_create_fields(
+    realm_id: parsec_protocol::types::Uuid,
+    vlob_id: parsec_protocol::types::Uuid,
+    blob: &[u8],
+) -> Vec<(&'static str, Value)> {
+    use parsec_protocol::types::{DateTime, uuid_value};
+    vec![
+        ("realm_id", uuid_value(realm_id)),
+        ("encryption_revision", Value::from(1)),
+        ("vlob_id", uuid_value(vlob_id)),
+        ("timestamp", DateTime::now().to_value()),
+        ("blob", Value::Binary(blob.to_vec())),
+    ]
+}

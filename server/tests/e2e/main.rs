@@ -2,9 +2,11 @@
 //! over real TCP with a raw websocket client.
 
 mod admin;
+mod blockstores;
 mod bootstrap;
 mod common;
 mod garbage;
 mod handshake;
 mod multi;
 mod ops;
+mod pg_resilience;

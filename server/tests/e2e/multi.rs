@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use parsec_actors::backend::postgres::{start_actors_on_database, test_database_url};
-use parsec_protocol::certif::{self, DeviceCertificate, RealmRoleCertificate};
+use parsec_protocol::certif::{self, DeviceCertificate};
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
 
@@ -61,16 +61,7 @@ async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     // Organization created and bootstrapped through A, used through B.
     let org = new_org(&a).await;
     let mut writer = login(&b, &org).await;
-    let realm_id = Uuid::new_v4();
-    let role = RealmRoleCertificate {
-        author: Some(org.alice.device_id.clone()),
-        timestamp: DateTime::now(),
-        realm_id,
-        user_id: org.alice.device_id.user_id(),
-        role: Some(RealmRole::Owner),
-    };
-    let signed = certif::build::sign_payload(certif::build::realm_role(&role), sign(&org.alice.signing_key));
-    assert_eq!(status(&writer.req("realm_create", vec![("role_certificate", bin(&signed))]).await), "ok");
+    let realm_id = create_realm(&mut writer, &org.alice).await;
 
     // A second device of the same user listens on A (events skip their author device).
     let phone = create_device(&mut writer, &org.alice, "phone").await;
@@ -79,18 +70,7 @@ async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     listener.send_value(&value::map([("cmd", Value::from("events_listen")), ("wait", Value::Boolean(true))])).await;
 
     let vlob_id = Uuid::new_v4();
-    let rep = writer
-        .req(
-            "vlob_create",
-            vec![
-                ("realm_id", uuid_value(realm_id)),
-                ("encryption_revision", Value::from(1)),
-                ("vlob_id", uuid_value(vlob_id)),
-                ("timestamp", DateTime::now().to_value()),
-                ("blob", bin(b"v1")),
-            ],
-        )
-        .await;
+    let rep = writer.req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1")).await;
     assert_eq!(status(&rep), "ok", "{rep:?}");
     let ev = listener.recv().await;
     assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");

@@ -36,7 +36,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use parsec_protocol::types::*;
-use parsec_schema::schema::{device, message, organization, realm_user_change, realm_user_role, user_};
+use parsec_schema::schema::{message, organization, realm_user_change, realm_user_role, user_};
 
 use super::*;
 use crate::backend::*;

@@ -112,9 +112,6 @@ impl InvitationRow {
 struct LockedInvitation {
     #[diesel(sql_type = BigInt)]
     id: i64,
-    /// The greeter's user id.
-    #[diesel(sql_type = Text)]
-    greeter: String,
     #[diesel(sql_type = Bool)]
     deleted: bool,
     #[diesel(sql_type = Text)]
@@ -142,14 +139,16 @@ impl LockedInvitation {
 }
 
 /// Only the invitation row is locked (`OF i`): the joined greeter and
-/// organization rows stay free for other writers.
+/// organization rows stay free for other writers. `$3`: the greeter the
+/// invitation must belong to, if any (another user's invitation is neither
+/// seen nor locked).
 const LOCK_INVITATION: &str = "\
-    SELECT i._id AS id, u.user_id AS greeter, i.deleted_on IS NOT NULL AS deleted, \
+    SELECT i._id AS id, i.deleted_on IS NOT NULL AS deleted, \
            i.conduit_state, i.conduit_greeter_payload, i.conduit_claimer_payload \
     FROM invitation i \
     JOIN organization o ON o._id = i.organization \
     JOIN user_ u ON u._id = i.greeter \
-    WHERE o.organization_id = $1 AND i.token = $2 \
+    WHERE o.organization_id = $1 AND i.token = $2 AND ($3::text IS NULL OR u.user_id = $3) \
     FOR UPDATE OF i";
 
 /// The invitation of `token`, locked; with `greeter`, only if it is theirs
@@ -160,13 +159,13 @@ async fn lock_invitation(
     token: Uuid,
     greeter: Option<&UserId>,
 ) -> QueryResult<Option<LockedInvitation>> {
-    let row = diesel::sql_query(LOCK_INVITATION)
+    diesel::sql_query(LOCK_INVITATION)
         .bind::<Text, _>(org.as_str())
         .bind::<diesel::sql_types::Uuid, _>(token)
+        .bind::<Nullable<Text>, _>(greeter.map(UserId::as_str))
         .get_result::<LockedInvitation>(conn)
         .await
-        .optional()?;
-    Ok(row.filter(|i| greeter.is_none_or(|g| g.as_str() == i.greeter)))
+        .optional()
 }
 
 async fn store_conduit(conn: &mut AsyncPgConnection, id: i64, conduit: &Conduit) -> QueryResult<()> {

@@ -165,7 +165,9 @@ pub(crate) fn key32(raw: &[u8]) -> Result<Key32, Internal> {
 
 /// The organization's row id, locking the row for the rest of the
 /// transaction when `lock` is set (user/device/PKI writes serialise on it:
-/// active-users limit and one live user per e-mail are race-free).
+/// active-users limit and one live user per e-mail are race-free). The lock
+/// is `FOR NO KEY UPDATE`: inserts referencing the organization (their
+/// `KEY SHARE` lock) do not queue behind it.
 pub(crate) async fn org_pk(
     conn: &mut AsyncPgConnection,
     org: &OrganizationId,
@@ -174,7 +176,7 @@ pub(crate) async fn org_pk(
     use parsec_schema::schema::organization::dsl as o;
     let q = o::organization.filter(o::organization_id.eq(org.as_str())).select(o::_id);
     if lock {
-        q.for_update().first(conn).await.optional()
+        q.for_no_key_update().first(conn).await.optional()
     } else {
         q.first(conn).await.optional()
     }
@@ -235,7 +237,8 @@ pub async fn test_database_url() -> Option<String> {
 /// them: several calls on one URL make several instances sharing it.
 pub async fn start_actors_on_database(url: &str, settings: crate::Settings) -> crate::Actors {
     use actix::Actor;
-    let store = PgStore::connect(url, 8, Duration::from_secs(10))
+    // The reference's default pool size: what a default deployment runs with.
+    let store = PgStore::connect(url, 7, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("cannot connect to test database {url}: {e}"));
     let blockstore = Arc::new(blockstore::PgBlockStore::new(store.clone()));
     let writer = events::EventWriter::new(store.pool().clone()).start();

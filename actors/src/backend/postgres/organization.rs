@@ -162,7 +162,7 @@ impl OrganizationBackend for PgStore {
             let row: Option<(i64, String, Option<Vec<u8>>)> = organization::table
                 .filter(organization::organization_id.eq(id.as_str()))
                 .select((organization::_id, organization::bootstrap_token, organization::root_verify_key))
-                .for_update()
+                .for_no_key_update()
                 .first(c)
                 .await
                 .optional()?;

@@ -362,7 +362,7 @@ impl UserBackend for PgStore {
             let row: Option<(i64, Option<Ts>)> = user_::table
                 .filter(user_::organization.eq(org).and(user_::user_id.eq(r.user_id.as_str())))
                 .select((user_::_id, user_::revoked_on))
-                .for_update()
+                .for_no_key_update()
                 .first(c)
                 .await
                 .optional()?;

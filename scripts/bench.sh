@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark, in one run on this machine:
+#   - PostgreSQL's own bound (pgbench: single-row 1 KiB insert, primary-key
+#     select, 50 clients) on a throwaway cluster;
+#   - the reference server (parsec-cloud[backend]==2.10.0 from PyPI) and ours
+#     (release build), each on its own database of that cluster with the
+#     POSTGRESQL blockstore, driven by the same parsec-load scenarios.
+# Prints a Markdown table (and writes it to $BENCH_OUT, default
+# ./bench-results.md) with the three figures and the ratios.
+#
+#   scripts/bench.sh                        # every scenario, 10 s each, 50 clients
+#   BENCH_DURATION=5 BENCH_SCENARIOS="ping vlob_read" scripts/bench.sh
+#
+# Needs what scripts/test.sh installs (PostgreSQL, python3-venv) and PyPI.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parsec-target}"
+DURATION="${BENCH_DURATION:-10}"
+CLIENTS="${BENCH_CLIENTS:-50}"
+SCENARIOS="${BENCH_SCENARIOS:-ping vlob_create vlob_read vlob_update block_create block_read handshake fanout mix}"
+OUT="${BENCH_OUT:-$ROOT/bench-results.md}"
+REF_VENV="${PARSEC_BENCH_REF_VENV:-$HOME/.cache/parsec-bench-ref-venv}"
+TOKEN=s3cr3t
+
+note() { printf '[bench] %s\n' "$*" >&2; }
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/parsec-bench.XXXXXX")"
+PIDS=()
+PG_DIR=""
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -z "$PG_DIR" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------ builds
+note "building parsec-server and parsec-load (release)"
+cargo build --release -q -p parsec-server -p parsec-load
+OURS="$CARGO_TARGET_DIR/release/parsec-server"
+LOAD="$CARGO_TARGET_DIR/release/parsec-load"
+
+# ------------------------------------------------------------ reference server
+if [ ! -x "$REF_VENV/bin/parsec" ] || ! "$REF_VENV/bin/python" -c 'import parsec.backend' 2>/dev/null; then
+  note "installing parsec-cloud[backend]==2.10.0 into $REF_VENV"
+  python3 -m venv "$REF_VENV"
+  "$REF_VENV/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.10.0"
+fi
+# The 2.10 package needs our Python 3.11 shim (see tests/interop/support).
+SITE="$("$REF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+install -m 0644 "$ROOT/tests/interop/support/sitecustomize.py" "$SITE/sitecustomize.py"
+
+# ------------------------------------------------------------ PostgreSQL
+eval "$("$ROOT/scripts/pg-start.sh")"
+PG_DIR="$PARSEC_TEST_PG_DIR"
+PG="$PARSEC_TEST_PG_URL"
+for db in ours ref pgbench; do psql -q "$PG/postgres" -c "CREATE DATABASE $db"; done
+"$OURS" migrate --db "$PG/ours" >/dev/null
+"$REF_VENV/bin/parsec" backend migrate --db "$PG/ref" >/dev/null 2>&1
+
+# pgbench: 1 KiB single-row inserts, primary-key selects, 50 clients.
+psql -q "$PG/pgbench" -c "CREATE TABLE kv (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL)"
+psql -q "$PG/pgbench" -c "INSERT INTO kv (v) SELECT decode(repeat('ab', 1024), 'hex') FROM generate_series(1, 100000)"
+echo "INSERT INTO kv (v) VALUES (decode(repeat('ab', 1024), 'hex'));" >"$WORK/insert.sql"
+printf '\\set id random(1, 100000)\nSELECT v FROM kv WHERE id = :id;\n' >"$WORK/select.sql"
+pgbench_tps() {
+  "$PARSEC_TEST_PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$1" "$PG/pgbench" 2>/dev/null |
+    awk '/^tps = /{print int($3)}'
+}
+note "pgbench insert / select ($CLIENTS clients, ${DURATION}s)"
+PG_INSERT="$(pgbench_tps "$WORK/insert.sql")"
+PG_SELECT="$(pgbench_tps "$WORK/select.sql")"
+
+# ------------------------------------------------------------ servers
+start() { # name command... ; echoes "port pid"
+  local name="$1" port
+  shift
+  port="$("$ROOT/scripts/free-port.sh")"
+  "$@" -P "$port" --backend-addr "parsec://127.0.0.1:$port?no_ssl=true" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 300); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && { echo "$port $pid"; return; }
+    sleep 0.1
+  done
+  note "$name did not start:"; tail -20 "$WORK/$name.log" >&2; exit 1
+}
+COMMON=(--blockstore POSTGRESQL --administration-token "$TOKEN" --email-host MOCKED --email-sender no-reply@parsec.com)
+read -r OURS_PORT OURS_PID < <(start ours "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}")
+read -r REF_PORT REF_PID < <(start ref "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}")
+
+run() { # port pid scenario → JSON
+  local extra=()
+  [ "$3" != fanout ] || extra=(--listeners "$CLIENTS")
+  "$LOAD" "$3" --addr "parsec://127.0.0.1:$1?no_ssl=true" --clients "$CLIENTS" --duration "$DURATION" \
+    --server-pid "$2" --json -q "${extra[@]}" 2>>"$WORK/load.err" || true
+}
+field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read() or "{}"); v=d
+for k in sys.argv[1].split("."): v=v.get(k) if isinstance(v,dict) else None
+print("-" if v is None else (round(v,2) if isinstance(v,float) else v))' "$1"; }
+
+{
+  echo "| scenario | ours req/s | ours p99 ms | ours CPU ms/req | reference req/s | reference p99 ms | reference CPU ms/req | ratio req/s |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for s in $SCENARIOS; do
+    note "scenario $s"
+    o="$(run "$OURS_PORT" "$OURS_PID" "$s")"
+    r="$(run "$REF_PORT" "$REF_PID" "$s")"
+    ot="$(field throughput_rps <<<"$o")"; rt="$(field throughput_rps <<<"$r")"
+    ratio="$(python3 -c 'import sys; a,b=sys.argv[1:]; print("%.1fx" % (float(a)/float(b)) if b not in ("-","0","0.0") and a != "-" else "-")' "$ot" "$rt")"
+    echo "| $s | $ot | $(field latency_ms.p99 <<<"$o") | $(field server_cpu_ms_per_request <<<"$o") | $rt | $(field latency_ms.p99 <<<"$r") | $(field server_cpu_ms_per_request <<<"$r") | $ratio |"
+  done
+  echo
+  echo "PostgreSQL alone (pgbench, $CLIENTS clients, ${DURATION}s): $PG_INSERT single-row 1 KiB inserts/s, $PG_SELECT primary-key selects/s."
+} | tee "$OUT"
+note "written to $OUT"
