@@ -72,6 +72,7 @@ on_exit() {
   local status=$?
   [ -z "${PG_DIR:-}" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
   [ -z "${SMTP_PID:-}" ] || kill "$SMTP_PID" 2>/dev/null || true
+  [ -z "${TLS_SERVER_PID:-}" ] || kill "$TLS_SERVER_PID" 2>/dev/null || true
   [ -z "${PARSEC_TEST_MOTO_DIR:-}" ] || "$ROOT/scripts/moto.sh" stop "$PARSEC_TEST_MOTO_DIR"
   for d in "${SWIFT_DIRS[@]}"; do "$ROOT/scripts/swift-aio.sh" stop "$d" 2>/dev/null || true; done
   if [ -n "$SERVER_PID" ]; then # interrupted while the server was running
@@ -276,13 +277,50 @@ start_server() {
   done
 }
 
+# A second `run --dev` over TLS, with a certificate from a throwaway CA
+# (scripts/gen-test-ca.sh), for the real client's TLS tests
+# (tests/interop/test_tls.py: PARSEC_INTEROP_TLS_ADDR, PARSEC_INTEROP_TLS_CAFILE).
+TLS_SERVER_PID=""
+TLS_SERVER_ADDR=""
+TLS_SERVER_LOG="$WORKDIR/server-tls.log"
+TLS_DIR="$WORKDIR/tls"
+start_tls_server() {
+  local port deadline
+  "$ROOT/scripts/gen-test-ca.sh" "$TLS_DIR" >/dev/null || return 1
+  port="$("$ROOT/scripts/free-port.sh")"
+  note "starting $SERVER_BIN run --dev over TLS on 127.0.0.1:$port (log: $TLS_SERVER_LOG)"
+  "$SERVER_BIN" run --dev -H 127.0.0.1 -P "$port" --backend-addr "parsec://127.0.0.1:$port" \
+    --ssl-certfile "$TLS_DIR/server.pem" --ssl-keyfile "$TLS_DIR/server.key" >"$TLS_SERVER_LOG" 2>&1 &
+  TLS_SERVER_PID=$!
+  deadline=$((SECONDS + SERVER_START_TIMEOUT))
+  until curl -fsS -o /dev/null --max-time 2 --cacert "$TLS_DIR/ca.pem" "https://127.0.0.1:$port/health" 2>/dev/null; do
+    if ! kill -0 "$TLS_SERVER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      note "ERROR: the TLS server did not answer; its log:"
+      cat "$TLS_SERVER_LOG"
+      return 1
+    fi
+    sleep 0.2
+  done
+  TLS_SERVER_ADDR="parsec://127.0.0.1:$port"
+  note "TLS server ready at $TLS_SERVER_ADDR (CA: $TLS_DIR/ca.pem)"
+}
+stop_tls_server() {
+  if [ -n "${TLS_SERVER_PID:-}" ]; then
+    kill -TERM "$TLS_SERVER_PID" 2>/dev/null || true
+    wait "$TLS_SERVER_PID" 2>/dev/null || true
+  fi
+  TLS_SERVER_PID=""
+}
+
 section "interop tests (tests/interop, parsec-cloud 2.10.0 client)"
 if [ "$SERVER_OK" = 1 ] && [ -n "$VPY" ]; then
+  start_tls_server || fail_step "TLS server start (scripts/gen-test-ca.sh, --ssl-certfile)"
   if start_server; then
     set +e
     (
       cd "$ROOT/tests/interop"
       PARSEC_INTEROP_ADDR="$SERVER_ADDR" PARSEC_INTEROP_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        PARSEC_INTEROP_TLS_ADDR="$TLS_SERVER_ADDR" PARSEC_INTEROP_TLS_CAFILE="$TLS_DIR/ca.pem" \
         timeout --kill-after=10 "$INTEROP_RUN_TIMEOUT" "$VPY" -m pytest "$@"
     )
     status=$?
@@ -296,6 +334,7 @@ if [ "$SERVER_OK" = 1 ] && [ -n "$VPY" ]; then
       fail_step "the server died during the interop tests"
     fi
     stop_server
+    stop_tls_server
     [ "$status" -eq 0 ] || print_server_log
   else
     fail_step "server start"

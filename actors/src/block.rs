@@ -1,7 +1,7 @@
 //! Blocks: the actor owning block metadata and the block store, and the
 //! rules of `block_create` and `block_read`.
 //!
-//! Accepts: [`CreateBlock`], [`ReadBlock`].
+//! Accepts: [`CreateBlock`], [`ReadBlock`], [`Health`].
 //!
 //! Access checks and metadata belong to the [`BlockBackend`]; the bytes go
 //! to the [`BlockStore`] (`--blockstore`). Any block store failure reaches
@@ -60,11 +60,7 @@ impl Handler<CreateBlock> for BlockActor {
     type Result = ResponseFuture<Result<(), BlockCreateError>>;
     fn handle(&mut self, m: CreateBlock, _: &mut Self::Context) -> Self::Result {
         let (backend, store) = (self.backend.clone(), self.store.clone());
-        Box::pin(async move {
-            backend
-                .create(&m.org, &m.author, m.req, DateTime::now(), &*store)
-                .await
-        })
+        Box::pin(async move { backend.create(&m.org, &m.author, m.req, DateTime::now(), &*store).await })
     }
 }
 
@@ -76,11 +72,21 @@ impl Handler<ReadBlock> for BlockActor {
             backend.check_read(&m.org, &m.user, m.block_id).await?;
             // Outside any transaction, as the reference does: blocks are never
             // modified nor deleted once their metadata exists.
-            store
-                .read(&m.org, m.block_id)
-                .await
-                .map_err(BlockReadError::Store)
+            store.read(&m.org, m.block_id).await.map_err(BlockReadError::Store)
         })
+    }
+}
+
+/// Readiness probe of the block store (`/ready`).
+#[derive(Message)]
+#[rtype(result = "Result<(), crate::blockstore::BlockStoreError>")]
+pub struct Health;
+
+impl Handler<Health> for BlockActor {
+    type Result = ResponseFuture<Result<(), crate::blockstore::BlockStoreError>>;
+    fn handle(&mut self, _: Health, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.health().await })
     }
 }
 
@@ -89,11 +95,7 @@ fn bare(status: &str) -> Value {
 }
 
 /// `block_create` (commands.md §10.1). Every status comes without reason.
-pub async fn create(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: BlockCreate,
-) -> Result<Value, Internal> {
+pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: BlockCreate) -> Result<Value, Internal> {
     use BlockCreateError as E;
     let block_id = req.block_id;
     let msg = CreateBlock {
@@ -108,10 +110,7 @@ pub async fn create(
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::AlreadyExists) => bare("already_exists"),
         Err(E::Store(e)) => {
-            log::error!(
-                "{client} block={}: block store write failed: {e}",
-                block_id.simple()
-            );
+            log::error!("{client} block={}: block store write failed: {e}", block_id.simple());
             bare("timeout") // legacy name, reference block.py
         }
         Err(E::Internal(e)) => return Err(e),
@@ -119,11 +118,7 @@ pub async fn create(
 }
 
 /// `block_read` (commands.md §10.2). Every error comes without reason.
-pub async fn read(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: BlockRead,
-) -> Result<Value, Internal> {
+pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: BlockRead) -> Result<Value, Internal> {
     use BlockReadError as E;
     let msg = ReadBlock {
         org: client.org.clone(),
@@ -136,10 +131,7 @@ pub async fn read(
         Err(E::InMaintenance) => bare("in_maintenance"),
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::Store(e)) => {
-            log::error!(
-                "{client} block={}: block store read failed: {e}",
-                req.block_id.simple()
-            );
+            log::error!("{client} block={}: block store read failed: {e}", req.block_id.simple());
             bare("timeout") // legacy name, reference block.py
         }
         Err(E::Internal(e)) => return Err(e),

@@ -52,6 +52,11 @@ pub trait BlockStore: Send + Sync {
     async fn read(&self, org: &OrganizationId, block_id: Uuid) -> Result<Bytes, BlockStoreError>;
     /// Stores a block; idempotent (see the module documentation).
     async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError>;
+    /// Readiness probe (`/ready`): a cheap call showing the store answers.
+    /// The default suits stores that cannot be unreachable (memory).
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        Ok(())
+    }
 }
 
 /// How long one remote store call (including its retries) may take before it

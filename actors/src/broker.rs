@@ -39,6 +39,9 @@ pub enum Push {
     /// The invitation of an invited connection was deleted: close it, once
     /// the command it is running (if any) has been answered.
     InvitationDeleted,
+    /// The server is stopping: close (1001), once the command running (if
+    /// any) has been answered; queued requests are dropped unanswered.
+    Shutdown,
 }
 
 /// Identity of an authenticated connection, as the broker filters on it.
@@ -92,8 +95,8 @@ pub struct Subscribe {
 #[rtype(result = "()")]
 pub struct Publish(pub Event);
 
-/// Server shutdown: ask every registered connection to close cleanly.
-/// Returns how many were asked.
+/// Server shutdown: ask every registered connection to close cleanly, after
+/// the command it is running ([`Push::Shutdown`]). Returns how many were asked.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CloseAll;
@@ -115,8 +118,16 @@ impl Actor for Broker {
 impl Handler<Register> for Broker {
     type Result = ();
     fn handle(&mut self, msg: Register, _: &mut Self::Context) {
-        let conn = Conn { info: msg.info, addr: msg.addr, realms: None, overflowed: msg.overflowed };
-        self.orgs.entry(conn.info.org.clone()).or_default().insert(conn.info.conn_id, conn);
+        let conn = Conn {
+            info: msg.info,
+            addr: msg.addr,
+            realms: None,
+            overflowed: msg.overflowed,
+        };
+        self.orgs
+            .entry(conn.info.org.clone())
+            .or_default()
+            .insert(conn.info.conn_id, conn);
     }
 }
 
@@ -138,12 +149,12 @@ impl Handler<CloseAll> for Broker {
         let mut asked = 0;
         for conn in self.orgs.values().flat_map(|c| c.values()) {
             // A connection whose mailbox is full is dropped by the shutdown timeout instead.
-            if conn.addr.try_send(Push::Close).is_ok() {
+            if conn.addr.try_send(Push::Shutdown).is_ok() {
                 asked += 1;
             }
         }
         for addr in self.invitations.claimers.values().flat_map(|c| c.values()) {
-            if addr.try_send(Push::Close).is_ok() {
+            if addr.try_send(Push::Shutdown).is_ok() {
                 asked += 1;
             }
         }
@@ -174,12 +185,16 @@ fn action_for(conn: &mut Conn, event: &Event) -> Action {
         Event::OrganizationExpired { .. } => return Action::Close,
         _ => {}
     }
-    let Some(realms) = conn.realms.as_mut() else { return Action::Skip };
+    let Some(realms) = conn.realms.as_mut() else {
+        return Action::Skip;
+    };
     let deliver = match event {
         Event::Pinged { author, .. } => *author != info.device_id,
         Event::MessageReceived { recipient, .. } => *recipient == info.user_id,
         Event::InviteStatusChanged { greeter, .. } => *greeter == info.user_id,
-        Event::RealmRolesUpdated { user, realm_id, role, .. } => {
+        Event::RealmRolesUpdated {
+            user, realm_id, role, ..
+        } => {
             if *user == info.user_id {
                 if role.is_some() {
                     realms.insert(*realm_id);
@@ -209,7 +224,9 @@ impl Handler<Publish> for Broker {
         if matches!(event, Event::InviteConduitUpdated { .. }) {
             return; // internal only: no connection receives it
         }
-        let Some(conns) = self.orgs.get_mut(event.org()) else { return };
+        let Some(conns) = self.orgs.get_mut(event.org()) else {
+            return;
+        };
         let wire = event.to_wire();
         let mut dropped = Vec::new();
         for (id, conn) in conns.iter_mut() {

@@ -15,18 +15,42 @@ fn s(v: &impl std::fmt::Display) -> Value {
 /// Encodes an event for the event log.
 pub fn encode(event: &Event) -> Vec<u8> {
     let (kind, fields): (&str, Vec<(&str, Value)>) = match event {
-        Event::Pinged { org, author, ping } => {
-            ("pinged", vec![("org", s(org)), ("author", s(author)), ("ping", Value::from(ping.as_str()))])
-        }
+        Event::Pinged { org, author, ping } => (
+            "pinged",
+            vec![
+                ("org", s(org)),
+                ("author", s(author)),
+                ("ping", Value::from(ping.as_str())),
+            ],
+        ),
         Event::MessageReceived { org, recipient, index } => (
             "message.received",
-            vec![("org", s(org)), ("recipient", s(recipient)), ("index", Value::from(*index))],
+            vec![
+                ("org", s(org)),
+                ("recipient", s(recipient)),
+                ("index", Value::from(*index)),
+            ],
         ),
-        Event::InviteStatusChanged { org, greeter, token, status } => (
+        Event::InviteStatusChanged {
+            org,
+            greeter,
+            token,
+            status,
+        } => (
             "invite.status_changed",
-            vec![("org", s(org)), ("greeter", s(greeter)), ("token", uuid_value(*token)), ("status", status.to_value())],
+            vec![
+                ("org", s(org)),
+                ("greeter", s(greeter)),
+                ("token", uuid_value(*token)),
+                ("status", status.to_value()),
+            ],
         ),
-        Event::RealmRolesUpdated { org, realm_id, user, role } => (
+        Event::RealmRolesUpdated {
+            org,
+            realm_id,
+            user,
+            role,
+        } => (
             "realm.roles_updated",
             vec![
                 ("org", s(org)),
@@ -35,7 +59,14 @@ pub fn encode(event: &Event) -> Vec<u8> {
                 ("role", role.map(RealmRole::to_value).unwrap_or(Value::Nil)),
             ],
         ),
-        Event::RealmVlobsUpdated { org, author, realm_id, checkpoint, src_id, src_version } => (
+        Event::RealmVlobsUpdated {
+            org,
+            author,
+            realm_id,
+            checkpoint,
+            src_id,
+            src_version,
+        } => (
             "realm.vlobs_updated",
             vec![
                 ("org", s(org)),
@@ -46,7 +77,12 @@ pub fn encode(event: &Event) -> Vec<u8> {
                 ("src_version", Value::from(*src_version)),
             ],
         ),
-        Event::RealmMaintenanceStarted { org, author, realm_id, encryption_revision } => (
+        Event::RealmMaintenanceStarted {
+            org,
+            author,
+            realm_id,
+            encryption_revision,
+        } => (
             "realm.maintenance_started",
             vec![
                 ("org", s(org)),
@@ -55,7 +91,12 @@ pub fn encode(event: &Event) -> Vec<u8> {
                 ("encryption_revision", Value::from(*encryption_revision)),
             ],
         ),
-        Event::RealmMaintenanceFinished { org, author, realm_id, encryption_revision } => (
+        Event::RealmMaintenanceFinished {
+            org,
+            author,
+            realm_id,
+            encryption_revision,
+        } => (
             "realm.maintenance_finished",
             vec![
                 ("org", s(org)),
@@ -67,9 +108,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
         Event::PkiEnrollmentUpdated { org } => ("pki_enrollment.updated", vec![("org", s(org))]),
         Event::UserRevoked { org, user } => ("user.revoked", vec![("org", s(org)), ("user", s(user))]),
         Event::OrganizationExpired { org } => ("organization.expired", vec![("org", s(org))]),
-        Event::InviteConduitUpdated { org, token } => {
-            ("invite.conduit_updated", vec![("org", s(org)), ("token", uuid_value(*token))])
-        }
+        Event::InviteConduitUpdated { org, token } => (
+            "invite.conduit_updated",
+            vec![("org", s(org)), ("token", uuid_value(*token))],
+        ),
     };
     let mut all = vec![("kind", Value::from(kind))];
     all.extend(fields);
@@ -84,8 +126,16 @@ pub fn decode(raw: &[u8]) -> Option<Event> {
     let kind: String = f.req("kind")?;
     let org: OrganizationId = f.req("org")?;
     let event = match kind.as_str() {
-        "pinged" => Event::Pinged { org, author: f.req("author")?, ping: f.req("ping")? },
-        "message.received" => Event::MessageReceived { org, recipient: f.req("recipient")?, index: f.req("index")? },
+        "pinged" => Event::Pinged {
+            org,
+            author: f.req("author")?,
+            ping: f.req("ping")?,
+        },
+        "message.received" => Event::MessageReceived {
+            org,
+            recipient: f.req("recipient")?,
+            index: f.req("index")?,
+        },
         "invite.status_changed" => Event::InviteStatusChanged {
             org,
             greeter: f.req("greeter")?,
@@ -119,9 +169,15 @@ pub fn decode(raw: &[u8]) -> Option<Event> {
             encryption_revision: f.req("encryption_revision")?,
         },
         "pki_enrollment.updated" => Event::PkiEnrollmentUpdated { org },
-        "user.revoked" => Event::UserRevoked { org, user: f.req("user")? },
+        "user.revoked" => Event::UserRevoked {
+            org,
+            user: f.req("user")?,
+        },
         "organization.expired" => Event::OrganizationExpired { org },
-        "invite.conduit_updated" => Event::InviteConduitUpdated { org, token: f.req("token")? },
+        "invite.conduit_updated" => Event::InviteConduitUpdated {
+            org,
+            token: f.req("token")?,
+        },
         _ => return None,
     };
     Some(event)
@@ -138,16 +194,34 @@ mod tests {
         let user = UserId::parse("bob").unwrap();
         let id = Uuid::new_v4();
         let events = vec![
-            Event::Pinged { org: org.clone(), author: dev.clone(), ping: "p".into() },
-            Event::MessageReceived { org: org.clone(), recipient: user.clone(), index: 3 },
+            Event::Pinged {
+                org: org.clone(),
+                author: dev.clone(),
+                ping: "p".into(),
+            },
+            Event::MessageReceived {
+                org: org.clone(),
+                recipient: user.clone(),
+                index: 3,
+            },
             Event::InviteStatusChanged {
                 org: org.clone(),
                 greeter: user.clone(),
                 token: id,
                 status: InvitationStatus::Ready,
             },
-            Event::RealmRolesUpdated { org: org.clone(), realm_id: id, user: user.clone(), role: None },
-            Event::RealmRolesUpdated { org: org.clone(), realm_id: id, user: user.clone(), role: Some(RealmRole::Reader) },
+            Event::RealmRolesUpdated {
+                org: org.clone(),
+                realm_id: id,
+                user: user.clone(),
+                role: None,
+            },
+            Event::RealmRolesUpdated {
+                org: org.clone(),
+                realm_id: id,
+                user: user.clone(),
+                role: Some(RealmRole::Reader),
+            },
             Event::RealmVlobsUpdated {
                 org: org.clone(),
                 author: dev.clone(),
@@ -156,8 +230,18 @@ mod tests {
                 src_id: Uuid::new_v4(),
                 src_version: 2,
             },
-            Event::RealmMaintenanceStarted { org: org.clone(), author: dev.clone(), realm_id: id, encryption_revision: 2 },
-            Event::RealmMaintenanceFinished { org: org.clone(), author: dev, realm_id: id, encryption_revision: 2 },
+            Event::RealmMaintenanceStarted {
+                org: org.clone(),
+                author: dev.clone(),
+                realm_id: id,
+                encryption_revision: 2,
+            },
+            Event::RealmMaintenanceFinished {
+                org: org.clone(),
+                author: dev,
+                realm_id: id,
+                encryption_revision: 2,
+            },
             Event::PkiEnrollmentUpdated { org: org.clone() },
             Event::UserRevoked { org: org.clone(), user },
             Event::OrganizationExpired { org: org.clone() },

@@ -12,7 +12,9 @@
 //! - [`admin`], [`anonymous`]: the administration REST API and the anonymous
 //!   HTTP route, as plain functions of the actors;
 //! - [`backend`]: storage traits, and the in-memory store;
-//! - [`blockstore`]: where block bytes live.
+//! - [`blockstore`]: where block bytes live;
+//! - [`webhook`]: the organization bootstrap webhook;
+//! - [`health`]: the readiness probe of the storage.
 //!
 //! Nothing here knows about HTTP servers or command lines: `parsec-server`
 //! starts the actors and routes requests to them.
@@ -37,6 +39,7 @@ pub mod realm;
 pub mod session;
 pub mod user;
 pub mod vlob;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -65,8 +68,14 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("administration_token", &"***")
-            .field("spontaneous_organization_bootstrap", &self.spontaneous_organization_bootstrap)
-            .field("organization_initial_active_users_limit", &self.organization_initial_active_users_limit)
+            .field(
+                "spontaneous_organization_bootstrap",
+                &self.spontaneous_organization_bootstrap,
+            )
+            .field(
+                "organization_initial_active_users_limit",
+                &self.organization_initial_active_users_limit,
+            )
             .field(
                 "organization_initial_user_profile_outsider_allowed",
                 &self.organization_initial_user_profile_outsider_allowed,
@@ -91,8 +100,16 @@ pub struct Actors {
     pub broker: Addr<broker::Broker>,
     /// Where published events go (see [`EventBus`]).
     pub events: EventBus,
+    /// A websocket idle this long gets a ping (keeps proxies and NATs from
+    /// dropping quiet connections; dead peers are found by TCP keepalive).
+    pub keepalive: std::time::Duration,
     pub settings: Arc<Settings>,
+    /// `--organization-bootstrap-webhook`, called after each bootstrap.
+    pub bootstrap_webhook: Option<Arc<webhook::BootstrapWebhook>>,
 }
+
+/// Default of [`Actors::keepalive`].
+pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where events go once a command has published them.
 #[derive(Clone)]
@@ -145,8 +162,16 @@ impl Actors {
             pki: pki::PkiActor::new(backends.pki.clone()).start(),
             broker,
             events,
+            keepalive: DEFAULT_KEEPALIVE,
             settings: Arc::new(settings),
+            bootstrap_webhook: None,
         }
+    }
+
+    /// Calls `hook` after every successful organization bootstrap.
+    pub fn with_bootstrap_webhook(mut self, hook: Option<webhook::BootstrapWebhook>) -> Self {
+        self.bootstrap_webhook = hook.map(Arc::new);
+        self
     }
 
     /// Publishes an event; never waits.

@@ -49,11 +49,7 @@ backend_handler!(MessageActor, GetMessages, |b, m| b
 
 /// `message_get` (commands.md §4.1): messages to the requesting user (any of
 /// its devices), skipping `offset`; `count` is each one's 1-based position.
-pub async fn get(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: MessageGet,
-) -> Result<Value, Internal> {
+pub async fn get(actors: &Actors, client: &AuthenticatedClient, req: MessageGet) -> Result<Value, Internal> {
     // The schema refuses negative offsets.
     let offset = req.offset.unsigned_abs();
     let msg = GetMessages {
@@ -70,8 +66,5 @@ pub async fn get(
             ("body", Value::Binary(m.body)),
         ])
     });
-    Ok(cmds::ok(vec![(
-        "messages",
-        Value::Array(messages.collect()),
-    )]))
+    Ok(cmds::ok(vec![("messages", Value::Array(messages.collect()))]))
 }

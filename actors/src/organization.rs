@@ -74,13 +74,23 @@ pub struct Ping;
 
 backend_handler!(OrganizationActor, Ping, |b, _m| b.ping().await);
 backend_handler!(OrganizationActor, CreateOrganization, |b, m| {
-    b.create(&m.id, &m.bootstrap_token, m.active_users_limit, m.user_profile_outsider_allowed, DateTime::now())
-        .await
+    b.create(
+        &m.id,
+        &m.bootstrap_token,
+        m.active_users_limit,
+        m.user_profile_outsider_allowed,
+        DateTime::now(),
+    )
+    .await
 });
 backend_handler!(OrganizationActor, GetOrganization, |b, m| b.get(&m.0).await);
-backend_handler!(OrganizationActor, UpdateOrganization, |b, m| b.update(&m.id, &m.patch).await);
+backend_handler!(OrganizationActor, UpdateOrganization, |b, m| b
+    .update(&m.id, &m.patch)
+    .await);
 backend_handler!(OrganizationActor, GetOrganizationStats, |b, m| b.stats(&m.0).await);
-backend_handler!(OrganizationActor, BootstrapOrganization, |b, m| b.bootstrap(&m.id, m.data).await);
+backend_handler!(OrganizationActor, BootstrapOrganization, |b, m| b
+    .bootstrap(&m.id, m.data)
+    .await);
 
 /// Wire form of the stats, shared by the command and the admin route
 /// (which drops `status`).
@@ -108,26 +118,43 @@ pub fn stats_fields(s: &OrganizationStats) -> Vec<(&'static str, Value)> {
 
 /// `organization_config`.
 pub async fn config(actors: &Actors, client: &AuthenticatedClient) -> Result<Value, Internal> {
-    Ok(match actors.organization.send(GetOrganization(client.org.clone())).await? {
-        Ok(org) => cmds::ok(vec![
-            ("user_profile_outsider_allowed", Value::Boolean(org.user_profile_outsider_allowed)),
-            ("active_users_limit", org.active_users_limit.map(Value::from).unwrap_or(Value::Nil)),
-        ]),
-        Err(OrganizationLookupError::NotFound) => cmds::status("not_found", vec![]),
-        Err(OrganizationLookupError::Internal(e)) => return Err(e),
-    })
+    Ok(
+        match actors.organization.send(GetOrganization(client.org.clone())).await? {
+            Ok(org) => cmds::ok(vec![
+                (
+                    "user_profile_outsider_allowed",
+                    Value::Boolean(org.user_profile_outsider_allowed),
+                ),
+                (
+                    "active_users_limit",
+                    org.active_users_limit.map(Value::from).unwrap_or(Value::Nil),
+                ),
+            ]),
+            Err(OrganizationLookupError::NotFound) => cmds::status("not_found", vec![]),
+            Err(OrganizationLookupError::Internal(e)) => return Err(e),
+        },
+    )
 }
 
 /// `organization_stats` (ADMIN only).
 pub async fn stats(actors: &Actors, client: &AuthenticatedClient) -> Result<Value, Internal> {
     if client.profile != UserProfile::Admin {
-        return Ok(cmds::status_reason("not_allowed", format!("User `{}` is not admin", client.user_id)));
+        return Ok(cmds::status_reason(
+            "not_allowed",
+            format!("User `{}` is not admin", client.user_id),
+        ));
     }
-    Ok(match actors.organization.send(GetOrganizationStats(client.org.clone())).await? {
-        Ok(s) => cmds::ok(stats_fields(&s)),
-        Err(OrganizationLookupError::NotFound) => cmds::status("not_found", vec![]),
-        Err(OrganizationLookupError::Internal(e)) => return Err(e),
-    })
+    Ok(
+        match actors
+            .organization
+            .send(GetOrganizationStats(client.org.clone()))
+            .await?
+        {
+            Ok(s) => cmds::ok(stats_fields(&s)),
+            Err(OrganizationLookupError::NotFound) => cmds::status("not_found", vec![]),
+            Err(OrganizationLookupError::Internal(e)) => return Err(e),
+        },
+    )
 }
 
 /// The fields of `organization_bootstrap`, from either route.
@@ -195,7 +222,12 @@ pub async fn bootstrap(actors: &Actors, org: &OrganizationId, req: BootstrapRequ
         Ok(c) => c,
         Err(e) => return Ok(cmds::invalid_certification(e.reason())),
     };
-    let rd = match req.redacted_device_certificate.as_deref().map(verify_device).transpose() {
+    let rd = match req
+        .redacted_device_certificate
+        .as_deref()
+        .map(verify_device)
+        .transpose()
+    {
         Ok(c) => c,
         Err(e) => return Ok(cmds::invalid_certification(e.reason())),
     };
@@ -203,7 +235,9 @@ pub async fn bootstrap(actors: &Actors, org: &OrganizationId, req: BootstrapRequ
         return Ok(invalid_data("Bootstrapping user must have admin profile."));
     }
     if u.timestamp != d.timestamp {
-        return Ok(invalid_data("Device and user certificates must have the same timestamp."));
+        return Ok(invalid_data(
+            "Device and user certificates must have the same timestamp.",
+        ));
     }
     if u.user_id != d.device_id.user_id() {
         return Ok(invalid_data("Device and user must have the same user ID."));
@@ -222,7 +256,11 @@ pub async fn bootstrap(actors: &Actors, org: &OrganizationId, req: BootstrapRequ
         (Some(ru), Some(rd)) => (ru, rd),
         // Legacy v1 clients may send neither: the full ones serve as redacted.
         (None, None) => (req.user_certificate.clone(), req.device_certificate.clone()),
-        _ => return Ok(invalid_data("Redacted user&device certificate muste be provided together")),
+        _ => {
+            return Ok(invalid_data(
+                "Redacted user&device certificate muste be provided together",
+            ));
+        }
     };
 
     let data = BootstrapData {
@@ -255,13 +293,16 @@ pub async fn bootstrap(actors: &Actors, org: &OrganizationId, req: BootstrapRequ
     Ok(match actors.organization.send(msg).await? {
         Ok(()) => {
             log::info!("org={org}: bootstrapped by {}", d.device_id);
+            // Before answering, as the reference does; its failures are only logged.
+            if let Some(hook) = &actors.bootstrap_webhook {
+                hook.organization_bootstrapped(org, &d.device_id, d.device_label.as_ref(), u.human_handle.as_ref())
+                    .await;
+            }
             cmds::ok(vec![])
         }
         Err(OrganizationBootstrapError::NotFound) => cmds::status("not_found", vec![]),
         Err(OrganizationBootstrapError::AlreadyBootstrapped) => cmds::status("already_bootstrapped", vec![]),
-        Err(OrganizationBootstrapError::ActiveUsersLimitReached) => {
-            cmds::status("active_users_limit_reached", vec![])
-        }
+        Err(OrganizationBootstrapError::ActiveUsersLimitReached) => cmds::status("active_users_limit_reached", vec![]),
         Err(OrganizationBootstrapError::Internal(e)) => return Err(e),
     })
 }

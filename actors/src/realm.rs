@@ -24,9 +24,8 @@ use actix::prelude::*;
 use parsec_protocol::certif::{self, ExpectedAuthor, RealmRoleCertificate};
 use parsec_protocol::cmds;
 use parsec_protocol::cmds::authenticated::{
-    RealmCreate, RealmFinishReencryptionMaintenance, RealmGetRoleCertificates,
-    RealmStartReencryptionMaintenance, RealmStats as RealmStatsReq, RealmStatus as RealmStatusReq,
-    RealmUpdateRoles,
+    RealmCreate, RealmFinishReencryptionMaintenance, RealmGetRoleCertificates, RealmStartReencryptionMaintenance,
+    RealmStats as RealmStatsReq, RealmStatus as RealmStatusReq, RealmUpdateRoles,
 };
 use parsec_protocol::types::*;
 use parsec_protocol::value::Value;
@@ -124,9 +123,7 @@ pub struct GetRealmsForUser {
     pub user: UserId,
 }
 
-backend_handler!(RealmActor, CreateRealm, |b, m| b
-    .create(&m.org, m.role)
-    .await);
+backend_handler!(RealmActor, CreateRealm, |b, m| b.create(&m.org, m.role).await);
 backend_handler!(RealmActor, GetRealmStatus, |b, m| b
     .get_status(&m.org, &m.user, m.realm_id)
     .await);
@@ -140,8 +137,7 @@ backend_handler!(RealmActor, UpdateRealmRoles, |b, m| b
     .update_roles(&m.org, m.role, m.recipient_message)
     .await);
 backend_handler!(RealmActor, StartReencryptionMaintenance, |b, m| {
-    b.start_reencryption_maintenance(&m.org, &m.author, &m.req, m.now)
-        .await
+    b.start_reencryption_maintenance(&m.org, &m.author, &m.req, m.now).await
 });
 backend_handler!(RealmActor, FinishReencryptionMaintenance, |b, m| {
     b.finish_reencryption_maintenance(&m.org, &m.author, m.realm_id, m.encryption_revision, m.now)
@@ -153,10 +149,7 @@ backend_handler!(RealmActor, GetRealmsForUser, |b, m| b
 
 /// ``"Realm `<hex>` doesn't exist"``: the reference prints ids as bare hex.
 pub(crate) fn realm_not_found(realm_id: Uuid) -> Value {
-    cmds::status_reason(
-        "not_found",
-        format!("Realm `{}` doesn't exist", realm_id.simple()),
-    )
+    cmds::status_reason("not_found", format!("Realm `{}` doesn't exist", realm_id.simple()))
 }
 
 /// ``"Realm `<hex>` not under maintenance"``.
@@ -173,10 +166,7 @@ fn bare(status: &str) -> Value {
 
 /// Verifies a role certificate signed by the requesting device, then its
 /// timestamp: the first two checks of `realm_create` and `realm_update_roles`.
-fn load_role_certificate(
-    client: &AuthenticatedClient,
-    raw: &[u8],
-) -> Result<RealmRoleCertificate, Value> {
+fn load_role_certificate(client: &AuthenticatedClient, raw: &[u8]) -> Result<RealmRoleCertificate, Value> {
     let expected = ExpectedAuthor::Device(&client.device_id);
     let cert: RealmRoleCertificate = certif::verify_and_load(raw, &client.verify_key, expected)
         .map_err(|e| cmds::invalid_certification(e.reason()))?;
@@ -187,11 +177,7 @@ fn load_role_certificate(
     Ok(cert)
 }
 
-fn granted_role(
-    client: &AuthenticatedClient,
-    cert: RealmRoleCertificate,
-    raw: Vec<u8>,
-) -> RealmGrantedRole {
+fn granted_role(client: &AuthenticatedClient, cert: RealmRoleCertificate, raw: Vec<u8>) -> RealmGrantedRole {
     RealmGrantedRole {
         realm_id: cert.realm_id,
         user_id: cert.user_id,
@@ -205,11 +191,7 @@ fn granted_role(
 
 /// `realm_create` (commands.md §8.1). Any profile, OUTSIDER included: every
 /// user needs a realm for its user manifest.
-pub async fn create(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: RealmCreate,
-) -> Result<Value, Internal> {
+pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: RealmCreate) -> Result<Value, Internal> {
     let cert = match load_role_certificate(client, &req.role_certificate) {
         Ok(cert) => cert,
         Err(rep) => return Ok(rep),
@@ -267,11 +249,7 @@ fn realm_read_rep<T>(
 }
 
 /// `realm_status` (commands.md §8.2).
-pub async fn status(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: RealmStatusReq,
-) -> Result<Value, Internal> {
+pub async fn status(actors: &Actors, client: &AuthenticatedClient, req: RealmStatusReq) -> Result<Value, Internal> {
     let msg = GetRealmStatus {
         org: client.org.clone(),
         user: client.user_id.clone(),
@@ -281,10 +259,7 @@ pub async fn status(
         let m = s.maintenance.as_ref();
         cmds::ok(vec![
             ("in_maintenance", Value::Boolean(m.is_some())),
-            (
-                "maintenance_type",
-                m.map_or(Value::Nil, |m| m.kind.to_value()),
-            ),
+            ("maintenance_type", m.map_or(Value::Nil, |m| m.kind.to_value())),
             (
                 "maintenance_started_on",
                 m.map_or(Value::Nil, |m| m.started_on.to_value()),
@@ -299,11 +274,7 @@ pub async fn status(
 }
 
 /// `realm_stats` (commands.md §8.3).
-pub async fn stats(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: RealmStatsReq,
-) -> Result<Value, Internal> {
+pub async fn stats(actors: &Actors, client: &AuthenticatedClient, req: RealmStatsReq) -> Result<Value, Internal> {
     let msg = GetRealmStats {
         org: client.org.clone(),
         user: client.user_id.clone(),
@@ -346,10 +317,7 @@ pub async fn update_roles(
     // The reference checks this before even parsing the request. A profile
     // never changes, so the handshake's is authoritative.
     if client.profile == UserProfile::Outsider {
-        return Ok(cmds::status_reason(
-            "not_allowed",
-            "Outsider user cannot share realm",
-        ));
+        return Ok(cmds::status_reason("not_allowed", "Outsider user cannot share realm"));
     }
     let cert = match load_role_certificate(client, &req.role_certificate) {
         Ok(cert) => cert,
@@ -386,9 +354,7 @@ pub async fn update_roles(
             }
             cmds::ok(vec![])
         }
-        Err(E::UserNotFound) => {
-            cmds::status_reason("not_found", format!("User `{target}` doesn't exist"))
-        }
+        Err(E::UserNotFound) => cmds::status_reason("not_found", format!("User `{target}` doesn't exist")),
         Err(E::IncompatibleProfile) => cmds::status_reason(
             "incompatible_profile",
             "User with OUTSIDER profile cannot be MANAGER or OWNER",
@@ -480,19 +446,14 @@ pub async fn finish_reencryption_maintenance(
         Err(E::NotAllowed) => bare("not_allowed"),
         Err(E::NotInMaintenance) => realm_not_in_maintenance(req.realm_id),
         Err(E::BadEncryptionRevision) => bare("bad_encryption_revision"),
-        Err(E::ReencryptionNotOver) => {
-            cmds::status_reason("maintenance_error", "Reencryption operations are not over")
-        }
+        Err(E::ReencryptionNotOver) => cmds::status_reason("maintenance_error", "Reencryption operations are not over"),
         Err(E::Internal(e)) => return Err(e),
     })
 }
 
 /// The realms whose events a subscribing connection receives: those where
 /// the user's current role is not nil (events.md §3).
-pub async fn realms_for_user(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-) -> Result<HashSet<Uuid>, Internal> {
+pub async fn realms_for_user(actors: &Actors, client: &AuthenticatedClient) -> Result<HashSet<Uuid>, Internal> {
     actors
         .realm
         .send(GetRealmsForUser {

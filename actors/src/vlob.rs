@@ -107,15 +107,9 @@ pub struct SaveReencryptionBatch {
     pub req: VlobMaintenanceSaveReencryptionBatch,
 }
 
-backend_handler!(VlobActor, CreateVlob, |b, m| b
-    .create(&m.org, &m.author, &m.req)
-    .await);
-backend_handler!(VlobActor, ReadVlob, |b, m| b
-    .read(&m.org, &m.user, &m.req)
-    .await);
-backend_handler!(VlobActor, UpdateVlob, |b, m| b
-    .update(&m.org, &m.author, &m.req)
-    .await);
+backend_handler!(VlobActor, CreateVlob, |b, m| b.create(&m.org, &m.author, &m.req).await);
+backend_handler!(VlobActor, ReadVlob, |b, m| b.read(&m.org, &m.user, &m.req).await);
+backend_handler!(VlobActor, UpdateVlob, |b, m| b.update(&m.org, &m.author, &m.req).await);
 backend_handler!(VlobActor, PollVlobChanges, |b, m| {
     b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint)
         .await
@@ -126,32 +120,17 @@ backend_handler!(VlobActor, ListVlobVersions, |b, m| b
 backend_handler!(VlobActor, GetReencryptionBatch, |b, m| {
     // The schema bounds `size` to 0..=1000.
     let size = usize::try_from(m.req.size).unwrap_or(0);
-    b.maintenance_get_reencryption_batch(
-        &m.org,
-        &m.user,
-        m.req.realm_id,
-        m.req.encryption_revision,
-        size,
-    )
-    .await
+    b.maintenance_get_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, size)
+        .await
 });
 backend_handler!(VlobActor, SaveReencryptionBatch, |b, m| {
-    b.maintenance_save_reencryption_batch(
-        &m.org,
-        &m.user,
-        m.req.realm_id,
-        m.req.encryption_revision,
-        &m.req.batch,
-    )
-    .await
+    b.maintenance_save_reencryption_batch(&m.org, &m.user, m.req.realm_id, m.req.encryption_revision, &m.req.batch)
+        .await
 });
 
 /// ``"Vlob `<hex>` doesn't exist"``.
 fn vlob_not_found(vlob_id: Uuid) -> Value {
-    cmds::status_reason(
-        "not_found",
-        format!("Vlob `{}` doesn't exist", vlob_id.simple()),
-    )
+    cmds::status_reason("not_found", format!("Vlob `{}` doesn't exist", vlob_id.simple()))
 }
 
 fn bare(status: &str) -> Value {
@@ -169,11 +148,7 @@ fn check_ballpark(timestamp: DateTime) -> Result<(), Value> {
 }
 
 /// `vlob_create` (commands.md §9.2).
-pub async fn create(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: VlobCreate,
-) -> Result<Value, Internal> {
+pub async fn create(actors: &Actors, client: &AuthenticatedClient, req: VlobCreate) -> Result<Value, Internal> {
     use VlobCreateError as E;
     if let Err(rep) = check_ballpark(req.timestamp) {
         return Ok(rep);
@@ -208,11 +183,7 @@ pub async fn create(
 }
 
 /// `vlob_read` (commands.md §9.3).
-pub async fn read(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: VlobRead,
-) -> Result<Value, Internal> {
+pub async fn read(actors: &Actors, client: &AuthenticatedClient, req: VlobRead) -> Result<Value, Internal> {
     use VlobReadError as E;
     let vlob_id = req.vlob_id;
     let msg = ReadVlob {
@@ -228,8 +199,7 @@ pub async fn read(
             ("timestamp", v.timestamp.to_value()),
             (
                 "author_last_role_granted_on",
-                v.author_last_role_granted_on
-                    .map_or(Value::Nil, DateTime::to_value),
+                v.author_last_role_granted_on.map_or(Value::Nil, DateTime::to_value),
             ),
         ]),
         // A vlob's realm always exists; the reference would crash on this one.
@@ -243,11 +213,7 @@ pub async fn read(
 }
 
 /// `vlob_update` (commands.md §9.4).
-pub async fn update(
-    actors: &Actors,
-    client: &AuthenticatedClient,
-    req: VlobUpdate,
-) -> Result<Value, Internal> {
+pub async fn update(actors: &Actors, client: &AuthenticatedClient, req: VlobUpdate) -> Result<Value, Internal> {
     use VlobUpdateError as E;
     if let Err(rep) = check_ballpark(req.timestamp) {
         return Ok(rep);
@@ -393,9 +359,6 @@ pub async fn maintenance_save_reencryption_batch(
         req,
     };
     maintenance_rep(realm_id, actors.vlob.send(msg).await?, |(total, done)| {
-        cmds::ok(vec![
-            ("total", Value::from(total)),
-            ("done", Value::from(done)),
-        ])
+        cmds::ok(vec![("total", Value::from(total)), ("done", Value::from(done))])
     })
 }

@@ -246,6 +246,8 @@ pub struct WsClient {
     wbuf: Vec<u8>,
     /// Bound on each `recv_event`/`recv`.
     pub timeout: Duration,
+    /// Websocket pings received from the server (and answered).
+    pub pings: u64,
 }
 
 const UPGRADE_REQUEST: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -284,6 +286,7 @@ impl WsClient {
                 partial: None,
                 wbuf: Vec::new(),
                 timeout: DEFAULT_TIMEOUT,
+                pings: 0,
             })
         })
         .await
@@ -400,7 +403,10 @@ impl WsClient {
                 return Err(ClientError::Protocol("fragmented or oversized control frame".into()));
             }
             match f.opcode {
-                0x9 => self.send_frame(0xa, &f.payload, true, true, 0).await?,
+                0x9 => {
+                    self.pings += 1;
+                    self.send_frame(0xa, &f.payload, true, true, 0).await?
+                }
                 0xa => return Ok(WsEvent::Pong(f.payload)),
                 0x8 => {
                     let code = (f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]]));

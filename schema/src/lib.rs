@@ -63,7 +63,8 @@ fn connect(url: &str) -> Result<SyncConnection, SchemaError> {
 fn known_versions() -> Result<Vec<String>, SchemaError> {
     use diesel::migration::MigrationSource;
     let migrations: Vec<Box<dyn diesel::migration::Migration<diesel::pg::Pg>>> =
-        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(|e| SchemaError::Migration(e.to_string()))?;
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+            .map_err(|e| SchemaError::Migration(e.to_string()))?;
     Ok(migrations.iter().map(|m| m.name().version().to_string()).collect())
 }
 
@@ -84,8 +85,17 @@ pub fn migrate_blocking(url: &str, dry_run: bool) -> Result<MigrationReport, Sch
 fn migrate_locked(conn: &mut SyncConnection, dry_run: bool) -> Result<MigrationReport, SchemaError> {
     let mig = |e: Box<dyn std::error::Error + Send + Sync>| SchemaError::Migration(e.to_string());
     let known = known_versions()?;
-    let applied: Vec<String> = conn.applied_migrations().map_err(mig)?.iter().map(ToString::to_string).collect();
-    let unknown: Vec<&str> = applied.iter().filter(|v| !known.contains(v)).map(String::as_str).collect();
+    let applied: Vec<String> = conn
+        .applied_migrations()
+        .map_err(mig)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let unknown: Vec<&str> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() {
         return Err(SchemaError::DatabaseNewer(unknown.join(", ")));
     }
@@ -98,7 +108,10 @@ fn migrate_locked(conn: &mut SyncConnection, dry_run: bool) -> Result<MigrationR
     if !dry_run && !pending.is_empty() {
         conn.run_pending_migrations(MIGRATIONS).map_err(mig)?;
     }
-    Ok(MigrationReport { already_applied: applied, applied: pending })
+    Ok(MigrationReport {
+        already_applied: applied,
+        applied: pending,
+    })
 }
 
 /// Checks, without writing, that the database is exactly at this binary's
@@ -107,8 +120,17 @@ pub fn check_blocking(url: &str) -> Result<(), SchemaError> {
     let mut conn = connect(url)?;
     let mig = |e: Box<dyn std::error::Error + Send + Sync>| SchemaError::Migration(e.to_string());
     let known = known_versions()?;
-    let applied: Vec<String> = conn.applied_migrations().map_err(mig)?.iter().map(ToString::to_string).collect();
-    let unknown: Vec<&str> = applied.iter().filter(|v| !known.contains(v)).map(String::as_str).collect();
+    let applied: Vec<String> = conn
+        .applied_migrations()
+        .map_err(mig)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let unknown: Vec<&str> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() {
         return Err(SchemaError::DatabaseNewer(unknown.join(", ")));
     }

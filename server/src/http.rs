@@ -79,19 +79,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-/// Disables Nagle's algorithm on every accepted connection: a reply written
-/// right after an event (two small writes) must not wait for the client's
-/// delayed ACK (~40 ms).
+/// Tunes every accepted connection:
+/// - no Nagle: a reply written right after an event (two small writes) must
+///   not wait for the client's delayed ACK (~40 ms);
+/// - TCP keepalive: a peer that vanished (power cut, network gone) is detected
+///   by the kernel and its connection closed, even if the client never reads
+///   (an idle 2.10 client does not answer websocket pings until it reads).
 pub fn set_nodelay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
     use actix_web::rt::net::TcpStream;
     let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
         conn.downcast_ref::<actix_tls::accept::openssl::TlsStream<TcpStream>>()
             .map(|tls| tls.get_ref())
     });
-    if let Some(tcp) = tcp
-        && let Err(e) = tcp.set_nodelay(true)
-    {
+    let Some(tcp) = tcp else { return };
+    if let Err(e) = tcp.set_nodelay(true) {
         log::debug!("TCP_NODELAY: {e}");
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        log::debug!("TCP keepalive: {e}");
     }
 }
 
@@ -100,9 +109,9 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Readiness: the storage this instance depends on answers. With the
-/// in-memory store that is always the case; the PostgreSQL and blockstore
-/// checks plug in here.
+/// Readiness: the storage this instance depends on answers (the database and
+/// the block store, each probe bounded by `health::PROBE_TIMEOUT`); `503`
+/// otherwise, so that a load balancer stops sending clients here.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match parsec_actors::health::check(&state.actors).await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
@@ -113,6 +122,40 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 .body("not ready")
         }
     }
+}
+
+/// Access log: one line per HTTP request with its method, path (never the
+/// query string: invitation links carry tokens there), organization when the
+/// route names one, status and duration. INFO, except load balancer probes
+/// and websocket upgrades (whose session logs every command) at DEBUG.
+pub async fn access_log(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    const MAX_PATH: usize = 200;
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let mut path = req.path().to_string();
+    if path.len() > MAX_PATH {
+        let cut = (0..=MAX_PATH).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+        path.truncate(cut);
+        path.push('…');
+    }
+    let res = next.call(req).await;
+    let (status, org) = match &res {
+        Ok(r) => (r.status(), r.request().match_info().get("id").map(str::to_string)),
+        Err(e) => (e.as_response_error().status_code(), None),
+    };
+    let quiet = matches!(path.as_str(), "/health" | "/ready") || status == StatusCode::SWITCHING_PROTOCOLS;
+    let level = if quiet { log::Level::Debug } else { log::Level::Info };
+    let org = org.map(|o| format!(" org={o}")).unwrap_or_default();
+    log::log!(
+        level,
+        "http {method} {path}{org} status={} {}ms",
+        status.as_u16(),
+        started.elapsed().as_millis()
+    );
+    res
 }
 
 /// `--forward-proto-enforce-https H:V`: a request whose header H is present
@@ -220,9 +263,10 @@ fn msgpack(reply: MsgpackReply) -> HttpResponse {
         .body(reply.body)
 }
 
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+/// The refusal of a request without the administration token, if it is one.
+fn refusal(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let auth = req.headers().get(header::AUTHORIZATION).map(|h| h.as_bytes());
-    admin::authorize(&state.actors, auth).map_err(json)
+    admin::authorize(&state.actors, auth).err().map(json)
 }
 
 fn org_id(req: &HttpRequest) -> String {
@@ -230,28 +274,28 @@ fn org_id(req: &HttpRequest) -> String {
 }
 
 async fn admin_create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
+    if let Some(r) = refusal(&req, &state) {
         return r;
     }
     json(admin::create(&state.actors, &body).await)
 }
 
 async fn admin_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
+    if let Some(r) = refusal(&req, &state) {
         return r;
     }
     json(admin::get(&state.actors, &org_id(&req)).await)
 }
 
 async fn admin_patch(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
+    if let Some(r) = refusal(&req, &state) {
         return r;
     }
     json(admin::patch(&state.actors, &org_id(&req), &body).await)
 }
 
 async fn admin_stats(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
+    if let Some(r) = refusal(&req, &state) {
         return r;
     }
     let patch_body = (req.method() == actix_web::http::Method::PATCH).then_some(&body[..]);

@@ -4,4 +4,5 @@
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod sentry;
 pub mod tls;

@@ -13,9 +13,9 @@ use parsec_actors::backend::Backends;
 use std::sync::Arc;
 
 use parsec_actors::EventBus;
+use parsec_actors::backend::postgres::PgStore;
 use parsec_actors::backend::postgres::blockstore::PgBlockStore;
 use parsec_actors::backend::postgres::events::{self, EventWriter};
-use parsec_actors::backend::postgres::PgStore;
 use parsec_actors::blockstore::{BlockStore, MemoryBlockStore};
 use parsec_actors::broker;
 use parsec_actors::{Actors, Settings};
@@ -24,6 +24,8 @@ use parsec_server::{config, http, logging, tls};
 
 /// Bound on a graceful stop: in-flight commands get this long to finish.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// Bound on sending the last Sentry events before exiting.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bound on waiting for a database connection (pool wait, connect, recycle).
 const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -79,25 +81,29 @@ fn migrate(cfg: &config::MigrateConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Settings whose backend has not landed yet are refused at start, by name,
-/// rather than silently replaced by something else.
-fn unsupported(cfg: &RunConfig) -> Vec<&'static str> {
-    let mut missing = Vec::new();
-    if cfg.sentry_dsn.is_some() {
-        missing.push("Sentry reporting (--sentry-dsn)");
+fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let sentry = cfg.sentry_dsn.as_ref().map(|dsn| logging::SentryConfig {
+        dsn: dsn.expose(),
+        environment: &cfg.sentry_environment,
+    });
+    logging::init_with_sentry(&cfg.log, sentry)?;
+    // From here on, a fatal error is also reported to Sentry (and written to
+    // the log file); `main` prints it.
+    let result = serve(cfg);
+    if let Err(e) = &result {
+        logging::fatal(&format!("{e:#}"));
     }
-    if cfg.organization_bootstrap_webhook.is_some() {
-        missing.push("organization bootstrap webhook (--organization-bootstrap-webhook)");
-    }
-    missing
+    logging::flush(LOG_FLUSH_TIMEOUT);
+    result
 }
 
-fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let missing = unsupported(&cfg);
-    if !missing.is_empty() {
-        anyhow::bail!("not available in this build yet: {}", missing.join(", "));
-    }
-    logging::init(&cfg.log)?;
+fn serve(cfg: RunConfig) -> anyhow::Result<()> {
+    let bootstrap_webhook = cfg
+        .organization_bootstrap_webhook
+        .as_deref()
+        .map(parsec_actors::webhook::BootstrapWebhook::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let settings = Settings {
         administration_token: cfg.administration_token.expose().to_string(),
         spontaneous_organization_bootstrap: cfg.spontaneous_organization_bootstrap,
@@ -145,14 +151,17 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
             DbUrl::Postgresql(url) => {
                 let store = connect_database(&cfg).await?;
                 let blockstore = build_blockstore(&cfg.blockstore, Some(&store)).await?;
-                (Backends::postgres(store.clone(), blockstore), Some((url.expose().to_string(), store)))
+                (
+                    Backends::postgres(store.clone(), blockstore),
+                    Some((url.expose().to_string(), store)),
+                )
             }
         };
         let events = match &pg {
             Some((_, store)) => EventBus::Postgres(EventWriter::new(store.pool().clone()).start()),
             None => EventBus::Local,
         };
-        let actors = Actors::start_with_events(backends, settings, events);
+        let actors = Actors::start_with_events(backends, settings, events).with_bootstrap_webhook(bootstrap_webhook);
         if let Some((url, store)) = pg {
             actix_web::rt::spawn(events::listen(url, store.pool().clone(), actors.broker.clone()));
         }
@@ -168,6 +177,7 @@ fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 .app_data(web::Data::new(state.clone()))
                 .wrap(middleware::from_fn(http::enforce_https))
                 .wrap(middleware::DefaultHeaders::new().add(("server", "parsec")))
+                .wrap(middleware::from_fn(http::access_log))
                 .configure(http::configure)
         })
         .on_connect(http::set_nodelay)
@@ -271,7 +281,9 @@ async fn build_single_blockstore(cfg: &BlockStoreConfig, pg: Option<&PgStore>) -
 /// `--maximum-database-connection-attempts` (0: never retry). A database that
 /// is not migrated, or newer than this binary, is a clear error, not retried.
 async fn connect_database(cfg: &RunConfig) -> anyhow::Result<PgStore> {
-    let DbUrl::Postgresql(url) = &cfg.db else { anyhow::bail!("not a PostgreSQL database") };
+    let DbUrl::Postgresql(url) = &cfg.db else {
+        anyhow::bail!("not a PostgreSQL database")
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use parsec_protocol::cmds::authenticated::{
-    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead,
-    VlobUpdate,
+    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate,
 };
 use parsec_protocol::types::*;
 
@@ -29,8 +28,7 @@ use crate::blockstore::{BlockStore, BlockStoreError};
 // ------------------------------------------------------------------ rules
 
 /// Roles that may write vlobs and blocks.
-pub const WRITE_ROLES: [RealmRole; 3] =
-    [RealmRole::Owner, RealmRole::Manager, RealmRole::Contributor];
+pub const WRITE_ROLES: [RealmRole; 3] = [RealmRole::Owner, RealmRole::Manager, RealmRole::Contributor];
 
 /// Any current role reads (vlob read/poll/list, block read, realm status, stats, certificates).
 pub fn can_read(role: Option<RealmRole>) -> bool {
@@ -51,13 +49,8 @@ pub fn can_maintain(role: Option<RealmRole>) -> bool {
 /// `existing` (commands.md §8.5 step 11): touching an OWNER or MANAGER role,
 /// either as the old or the new role, needs an OWNER; anything else needs an
 /// OWNER or a MANAGER.
-pub fn may_grant(
-    author: Option<RealmRole>,
-    existing: Option<RealmRole>,
-    new: Option<RealmRole>,
-) -> bool {
-    let is_management =
-        |r: Option<RealmRole>| matches!(r, Some(RealmRole::Owner | RealmRole::Manager));
+pub fn may_grant(author: Option<RealmRole>, existing: Option<RealmRole>, new: Option<RealmRole>) -> bool {
+    let is_management = |r: Option<RealmRole>| matches!(r, Some(RealmRole::Owner | RealmRole::Manager));
     if is_management(existing) || is_management(new) {
         author == Some(RealmRole::Owner)
     } else {
@@ -80,20 +73,11 @@ pub fn removes_management(new: Option<RealmRole>) -> bool {
 /// The entry deciding a user's current role: the certificate with the
 /// greatest timestamp (commands.md §0.5). Among equal timestamps (which
 /// `realm_update_roles` prevents) the last stored wins.
-pub fn last_role_of<'a>(
-    roles: &'a [RealmGrantedRole],
-    user: &UserId,
-) -> Option<&'a RealmGrantedRole> {
+pub fn last_role_of<'a>(roles: &'a [RealmGrantedRole], user: &UserId) -> Option<&'a RealmGrantedRole> {
     roles
         .iter()
         .filter(|r| &r.user_id == user)
-        .reduce(|best, r| {
-            if r.granted_on >= best.granted_on {
-                r
-            } else {
-                best
-            }
-        })
+        .reduce(|best, r| if r.granted_on >= best.granted_on { r } else { best })
 }
 
 /// What an operation does to a realm's data, for [`check_realm_state`].
@@ -135,9 +119,7 @@ pub fn check_realm_state(
     if kind == OperationKind::DataRead && in_reencryption {
         return match encryption_revision {
             Some(e) if same_revision(e, current) => Err(RealmStateError::InMaintenance),
-            Some(e) if !same_revision(e, current.saturating_sub(1)) => {
-                Err(RealmStateError::BadEncryptionRevision)
-            }
+            Some(e) if !same_revision(e, current.saturating_sub(1)) => Err(RealmStateError::BadEncryptionRevision),
             _ => Ok(()),
         };
     }
@@ -284,11 +266,7 @@ pub enum RealmFinishReencryptionError {
 #[async_trait]
 pub trait RealmBackend: Send + Sync {
     /// Creates the realm with its self-signed OWNER role (revision 1, no maintenance).
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        role: RealmGrantedRole,
-    ) -> Result<(), RealmCreateError>;
+    async fn create(&self, org: &OrganizationId, role: RealmGrantedRole) -> Result<(), RealmCreateError>;
     async fn get_status(
         &self,
         org: &OrganizationId,
@@ -336,11 +314,7 @@ pub trait RealmBackend: Send + Sync {
         now: DateTime,
     ) -> Result<u64, RealmFinishReencryptionError>;
     /// Realms where the user's current role is not nil (`events_subscribe`).
-    async fn get_realms_for_user(
-        &self,
-        org: &OrganizationId,
-        user: &UserId,
-    ) -> Result<HashSet<Uuid>, Internal>;
+    async fn get_realms_for_user(&self, org: &OrganizationId, user: &UserId) -> Result<HashSet<Uuid>, Internal>;
 }
 
 // ------------------------------------------------------------------ vlobs
@@ -475,18 +449,9 @@ pub enum VlobMaintenanceError {
 #[async_trait]
 pub trait VlobBackend: Send + Sync {
     /// Writes version 1; returns the new checkpoint.
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        author: &DeviceId,
-        req: &VlobCreate,
-    ) -> Result<u64, VlobCreateError>;
-    async fn read(
-        &self,
-        org: &OrganizationId,
-        user: &UserId,
-        req: &VlobRead,
-    ) -> Result<VlobVersionRead, VlobReadError>;
+    async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError>;
+    async fn read(&self, org: &OrganizationId, user: &UserId, req: &VlobRead)
+    -> Result<VlobVersionRead, VlobReadError>;
     /// Writes the next version; returns the new checkpoint and the realm (for the event).
     async fn update(
         &self,
@@ -579,12 +544,7 @@ pub trait BlockBackend: Send + Sync {
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError>;
     /// Checks that the block exists and that the requester may read it.
-    async fn check_read(
-        &self,
-        org: &OrganizationId,
-        user: &UserId,
-        block_id: Uuid,
-    ) -> Result<(), BlockReadError>;
+    async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;
 }
 
 // ------------------------------------------------------------------ messages
@@ -601,12 +561,7 @@ pub struct InboxMessage {
 #[async_trait]
 pub trait MessageBackend: Send + Sync {
     /// The user's messages in arrival order, skipping the first `offset`.
-    async fn get(
-        &self,
-        org: &OrganizationId,
-        recipient: &UserId,
-        offset: u64,
-    ) -> Result<Vec<InboxMessage>, Internal>;
+    async fn get(&self, org: &OrganizationId, recipient: &UserId, offset: u64) -> Result<Vec<InboxMessage>, Internal>;
 }
 
 #[cfg(test)]
@@ -614,13 +569,7 @@ mod tests {
     use super::*;
     use RealmRole::*;
 
-    const ALL: [Option<RealmRole>; 5] = [
-        None,
-        Some(Owner),
-        Some(Manager),
-        Some(Contributor),
-        Some(Reader),
-    ];
+    const ALL: [Option<RealmRole>; 5] = [None, Some(Owner), Some(Manager), Some(Contributor), Some(Reader)];
 
     #[test]
     fn access_levels() {
@@ -656,10 +605,7 @@ mod tests {
     #[test]
     fn timestamp_checks_on_downgrade() {
         assert_eq!(ALL.map(removes_write), [true, false, false, false, true]);
-        assert_eq!(
-            ALL.map(removes_management),
-            [true, false, false, true, true]
-        );
+        assert_eq!(ALL.map(removes_management), [true, false, false, true, true]);
     }
 
     fn role(user: &str, at: i64, role: Option<RealmRole>) -> RealmGrantedRole {
@@ -703,28 +649,16 @@ mod tests {
         use RealmStateError::*;
         let idle = status(2, None);
         assert_eq!(check_realm_state(&idle, DataRead, Some(2)), Ok(()));
-        assert_eq!(
-            check_realm_state(&idle, DataRead, Some(1)),
-            Err(BadEncryptionRevision)
-        );
-        assert_eq!(
-            check_realm_state(&idle, DataWrite, Some(3)),
-            Err(BadEncryptionRevision)
-        );
+        assert_eq!(check_realm_state(&idle, DataRead, Some(1)), Err(BadEncryptionRevision));
+        assert_eq!(check_realm_state(&idle, DataWrite, Some(3)), Err(BadEncryptionRevision));
         assert_eq!(check_realm_state(&idle, DataWrite, None), Ok(()));
-        assert_eq!(
-            check_realm_state(&idle, Maintenance, Some(2)),
-            Err(NotInMaintenance)
-        );
+        assert_eq!(check_realm_state(&idle, Maintenance, Some(2)), Err(NotInMaintenance));
 
         let reencrypting = status(3, Some(MaintenanceType::Reencryption));
         // Reads go to the previous revision while the new one is filled.
         assert_eq!(check_realm_state(&reencrypting, DataRead, Some(2)), Ok(()));
         assert_eq!(check_realm_state(&reencrypting, DataRead, None), Ok(()));
-        assert_eq!(
-            check_realm_state(&reencrypting, DataRead, Some(3)),
-            Err(InMaintenance)
-        );
+        assert_eq!(check_realm_state(&reencrypting, DataRead, Some(3)), Err(InMaintenance));
         assert_eq!(
             check_realm_state(&reencrypting, DataRead, Some(1)),
             Err(BadEncryptionRevision)
@@ -733,23 +667,14 @@ mod tests {
             check_realm_state(&reencrypting, DataRead, Some(-1)),
             Err(BadEncryptionRevision)
         );
-        assert_eq!(
-            check_realm_state(&reencrypting, DataWrite, Some(3)),
-            Err(InMaintenance)
-        );
-        assert_eq!(
-            check_realm_state(&reencrypting, Maintenance, Some(3)),
-            Ok(())
-        );
+        assert_eq!(check_realm_state(&reencrypting, DataWrite, Some(3)), Err(InMaintenance));
+        assert_eq!(check_realm_state(&reencrypting, Maintenance, Some(3)), Ok(()));
         assert_eq!(
             check_realm_state(&reencrypting, Maintenance, Some(2)),
             Err(BadEncryptionRevision)
         );
 
         let collecting = status(1, Some(MaintenanceType::GarbageCollection));
-        assert_eq!(
-            check_realm_state(&collecting, DataRead, None),
-            Err(InMaintenance)
-        );
+        assert_eq!(check_realm_state(&collecting, DataRead, None), Err(InMaintenance));
     }
 }

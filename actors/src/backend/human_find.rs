@@ -39,18 +39,27 @@ pub(crate) fn find(mut rows: Vec<HumanRow>, q: &HumanFindQuery) -> HumanFindPage
         .filter_map(|u| {
             let human = u.human_handle.as_ref().map(|h| {
                 let label = first_label.get(h.email.as_str()).map_or(h.label.as_str(), |(_, l)| l);
-                HumanHandle { email: h.email.clone(), label: label.to_string() }
+                HumanHandle {
+                    email: h.email.clone(),
+                    label: label.to_string(),
+                }
             });
             if human.is_none() && (q.omit_non_human || query.is_some()) {
                 return None;
             }
             if let (Some(query), Some(h)) = (&query, &human)
-                && !format!("{}{}", h.label, h.email).to_lowercase().contains(query.as_str())
+                && !format!("{}{}", h.label, h.email)
+                    .to_lowercase()
+                    .contains(query.as_str())
             {
                 return None;
             }
             let sort_key = human.as_ref().map(|h| h.label.to_lowercase());
-            let item = HumanFindItem { user_id: u.user_id.clone(), human_handle: human, revoked: is_revoked(u) };
+            let item = HumanFindItem {
+                user_id: u.user_id.clone(),
+                human_handle: human,
+                revoked: is_revoked(u),
+            };
             Some((sort_key, item))
         })
         .collect();

@@ -104,7 +104,10 @@ impl OrganizationBackend for MemoryStore {
     }
 
     async fn get(&self, id: &OrganizationId) -> Result<Organization, OrganizationLookupError> {
-        self.lock().get(id).map(|o| o.org.clone()).ok_or(OrganizationLookupError::NotFound)
+        self.lock()
+            .get(id)
+            .map(|o| o.org.clone())
+            .ok_or(OrganizationLookupError::NotFound)
     }
 
     async fn update(&self, id: &OrganizationId, patch: &OrganizationPatch) -> Result<(), OrganizationLookupError> {
@@ -131,7 +134,11 @@ impl OrganizationBackend for MemoryStore {
             .map(|&profile| {
                 let of_profile = o.users.values().filter(|u| u.profile == profile);
                 let revoked = of_profile.clone().filter(|u| u.is_revoked(now)).count() as u64;
-                ProfileCount { profile, active: of_profile.count() as u64 - revoked, revoked }
+                ProfileCount {
+                    profile,
+                    active: of_profile.count() as u64 - revoked,
+                    revoked,
+                }
             })
             .collect();
         Ok(OrganizationStats {
@@ -153,7 +160,10 @@ impl OrganizationBackend for MemoryStore {
         if o.org.bootstrap_token != data.bootstrap_token {
             return Err(OrganizationBootstrapError::NotFound);
         }
-        if o.org.active_users_limit.is_some_and(|limit| o.active_users(data.now) >= limit) {
+        if o.org
+            .active_users_limit
+            .is_some_and(|limit| o.active_users(data.now) >= limit)
+        {
             return Err(OrganizationBootstrapError::ActiveUsersLimitReached);
         }
         o.org.root_verify_key = Some(data.root_verify_key);
@@ -185,7 +195,12 @@ impl UserBackend for MemoryStore {
         let orgs = self.lock();
         let o = orgs.get(org).ok_or(UserLookupError::NotFound)?;
         let user = o.users.get(user_id).ok_or(UserLookupError::NotFound)?;
-        let devices: Vec<Device> = o.devices.values().filter(|d| &d.device_id.user_id() == user_id).cloned().collect();
+        let devices: Vec<Device> = o
+            .devices
+            .values()
+            .filter(|d| &d.device_id.user_id() == user_id)
+            .cloned()
+            .collect();
 
         // Closure over certifiers (commands.md §3.1).
         let mut todo: Vec<DeviceId> = Vec::new();
@@ -205,7 +220,9 @@ impl UserBackend for MemoryStore {
             if !seen_devices.insert(device_id.clone()) {
                 continue;
             }
-            let Some(device) = o.devices.get(&device_id) else { continue };
+            let Some(device) = o.devices.get(&device_id) else {
+                continue;
+            };
             out.trustchain_devices.push(device.clone());
             todo.extend(device.device_certifier.clone());
             let certifier_user_id = device_id.user_id();

@@ -7,8 +7,8 @@
 //! Outcomes are typed per operation; `Internal` carries storage failures.
 
 pub mod data;
-pub mod invite;
 mod human_find;
+pub mod invite;
 pub mod memory;
 pub mod postgres;
 

@@ -52,6 +52,26 @@ impl BlockStore for Raid0BlockStore {
     async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
         self.nodes[self.node_index(block_id)].create(org, block_id, block).await
     }
+
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        nodes_health(&self.nodes, 0).await
+    }
+}
+
+/// Readiness of a RAID: the nodes are probed at once; at most `tolerated`
+/// of them may fail.
+async fn nodes_health(nodes: &[Arc<dyn BlockStore>], tolerated: usize) -> Result<(), BlockStoreError> {
+    let results = futures_util::future::join_all(nodes.iter().map(|node| node.health())).await;
+    let failed: Vec<String> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.err().map(|e| format!("node {i}: {e}")))
+        .collect();
+    if failed.len() <= tolerated {
+        Ok(())
+    } else {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("{}", failed.join("; "))))
+    }
 }
 
 // ------------------------------------------------------------------ RAID1
@@ -138,6 +158,16 @@ impl BlockStore for Raid1BlockStore {
             }));
         }
         Ok(())
+    }
+
+    /// Ready while writes can succeed: every node, or one with `partial_create_ok`.
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        let tolerated = if self.partial_create_ok {
+            self.nodes.len() - 1
+        } else {
+            0
+        };
+        nodes_health(&self.nodes, tolerated).await
     }
 }
 
@@ -344,6 +374,11 @@ impl BlockStore for Raid5BlockStore {
         }
         Ok(())
     }
+
+    /// Ready while writes can succeed: every node, or all but one with `partial_create_ok`.
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        nodes_health(&self.nodes, usize::from(self.partial_create_ok)).await
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +420,9 @@ mod tests {
         async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
             self.check()?;
             self.store.create(org, block_id, block).await
+        }
+        async fn health(&self) -> Result<(), BlockStoreError> {
+            self.check()
         }
     }
 
@@ -550,6 +588,30 @@ mod tests {
             raid.read(&org(), Uuid::new_v4()).await,
             Err(BlockStoreError::Unavailable(_))
         ));
+    }
+
+    #[actix_web::test]
+    async fn health_follows_the_nodes_writes_need() {
+        let (raw, dyns) = nodes(3);
+        let raid0 = Raid0BlockStore::new(dyns.clone()).unwrap();
+        let strict1 = Raid1BlockStore::new(dyns.clone(), false).unwrap();
+        let partial1 = Raid1BlockStore::new(dyns.clone(), true).unwrap();
+        let strict5 = Raid5BlockStore::new(dyns.clone(), false).unwrap();
+        let partial5 = Raid5BlockStore::new(dyns, true).unwrap();
+        for raid in [&raid0 as &dyn BlockStore, &strict1, &partial1, &strict5, &partial5] {
+            raid.health().await.unwrap();
+        }
+        raw[1].set_down(true);
+        for raid in [&raid0 as &dyn BlockStore, &strict1, &strict5] {
+            assert!(message(raid.health().await.unwrap_err()).contains("node 1"));
+        }
+        partial1.health().await.unwrap();
+        partial5.health().await.unwrap();
+        raw[2].set_down(true);
+        partial1.health().await.unwrap();
+        assert!(partial5.health().await.is_err());
+        raw[0].set_down(true);
+        assert!(partial1.health().await.is_err());
     }
 
     #[actix_web::test]

@@ -194,6 +194,11 @@ impl BlockStore for S3BlockStore {
             .await
             .map_err(|e| self.failure("create", org, block_id, e))
     }
+
+    /// `HEAD` on the bucket, as at startup.
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        self.check().await.map_err(BlockStoreError::Unavailable)
+    }
 }
 
 #[cfg(test)]

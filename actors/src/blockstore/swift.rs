@@ -366,10 +366,18 @@ impl BlockStore for SwiftBlockStore {
             .await
             .map_err(|e| self.failure("create", org, block_id, e))
     }
+
+    /// Authenticated `HEAD` on the container, as at startup.
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        self.check().await.map_err(BlockStoreError::Unavailable)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[test]
@@ -395,6 +403,149 @@ mod tests {
             password: "TOPSECRET".into(),
         };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
+    }
+
+    /// A fake v1-auth object server: counts authentications, can expire
+    /// tokens early (`token_life`) or revoke them all (a 401 mid-session).
+    #[derive(Default)]
+    struct Fake {
+        auths: AtomicUsize,
+        valid_from: AtomicUsize,
+        token_life: Option<u64>,
+        objects: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    }
+
+    async fn fake_swift(fake: Arc<Fake>) -> String {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        fn token_ok(req: &HttpRequest, fake: &Fake) -> bool {
+            let token = req.headers().get("X-Auth-Token").and_then(|v| v.to_str().ok());
+            token
+                .and_then(|t| t.strip_prefix("tok-"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= fake.valid_from.load(Ordering::SeqCst))
+        }
+        async fn handle(req: HttpRequest, body: web::Bytes, fake: web::Data<Arc<Fake>>) -> HttpResponse {
+            let path = req.path().to_string();
+            if path == "/auth/v1.0" {
+                let user = req.headers().get("X-Auth-User").and_then(|v| v.to_str().ok());
+                let key = req.headers().get("X-Auth-Key").and_then(|v| v.to_str().ok());
+                if (user, key) != (Some("u:t"), Some("p")) {
+                    return HttpResponse::Unauthorized().finish();
+                }
+                let n = fake.auths.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut rep = HttpResponse::Ok();
+                let host = req.connection_info().host().to_string();
+                rep.insert_header(("X-Storage-Url", format!("http://{host}/v1/AUTH_u")));
+                rep.insert_header(("X-Auth-Token", format!("tok-{n}")));
+                if let Some(life) = fake.token_life {
+                    rep.insert_header(("X-Auth-Token-Expires", life.to_string()));
+                }
+                return rep.finish();
+            }
+            if !token_ok(&req, &fake) {
+                return HttpResponse::Unauthorized().finish();
+            }
+            let Some(name) = path.strip_prefix("/v1/AUTH_u/c") else {
+                return HttpResponse::NotFound().finish();
+            };
+            let mut objects = fake.objects.lock().unwrap();
+            match (req.method().as_str(), name) {
+                ("HEAD", "") => HttpResponse::NoContent().finish(),
+                ("PUT", name) => {
+                    let etag = req.headers().get("ETag").and_then(|v| v.to_str().ok());
+                    if etag != Some(md5_hex(&body).as_str()) {
+                        return HttpResponse::UnprocessableEntity().finish();
+                    }
+                    objects.insert(name.to_string(), body.to_vec());
+                    HttpResponse::Created().finish()
+                }
+                ("GET", name) => match objects.get(name) {
+                    Some(data) => HttpResponse::Ok().body(data.clone()),
+                    None => HttpResponse::NotFound().finish(),
+                },
+                _ => HttpResponse::MethodNotAllowed().finish(),
+            }
+        }
+        let data = web::Data::new(fake);
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let url = format!("http://{}/auth/v1.0", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        url
+    }
+
+    fn fake_settings(auth_url: String, password: &str) -> SwiftSettings {
+        SwiftSettings {
+            auth_url,
+            tenant: "t".into(),
+            container: "c".into(),
+            user: "u".into(),
+            password: password.into(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn session_is_reused_then_renewed() {
+        let fake = Arc::new(Fake::default());
+        let url = fake_swift(fake.clone()).await;
+        let org = OrganizationId::parse("Org").unwrap();
+        let store = SwiftBlockStore::connect(&fake_settings(url.clone(), "p"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let id = Uuid::new_v4();
+        store.create(&org, id, Bytes::from_static(b"block")).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(store.read(&org, id).await.unwrap(), Bytes::from_static(b"block"));
+        }
+        assert_eq!(fake.auths.load(Ordering::SeqCst), 1, "one token for every call");
+        assert!(
+            fake.objects
+                .lock()
+                .unwrap()
+                .contains_key(&format!("/Org/{}", id.hyphenated()))
+        );
+        assert!(matches!(
+            store.read(&org, Uuid::new_v4()).await,
+            Err(BlockStoreError::NotFound)
+        ));
+
+        // Tokens revoked behind our back: a 401, one renewal, the call succeeds.
+        fake.valid_from.store(2, Ordering::SeqCst);
+        assert_eq!(store.read(&org, id).await.unwrap(), Bytes::from_static(b"block"));
+        assert_eq!(fake.auths.load(Ordering::SeqCst), 2);
+
+        // A wrong password is refused at startup with a clear message.
+        let err = SwiftBlockStore::connect(&fake_settings(url, "wrong"), Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("authentication refused") && text.contains("HTTP 401"),
+            "{text}"
+        );
+    }
+
+    #[actix_web::test]
+    async fn expiring_tokens_are_renewed_before_use() {
+        let fake = Arc::new(Fake {
+            token_life: Some(1),
+            ..Fake::default()
+        });
+        let url = fake_swift(fake.clone()).await;
+        let org = OrganizationId::parse("Org").unwrap();
+        let store = SwiftBlockStore::connect(&fake_settings(url, "p"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let id = Uuid::new_v4();
+        store.create(&org, id, Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(fake.auths.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        store.read(&org, id).await.unwrap();
+        assert_eq!(fake.auths.load(Ordering::SeqCst), 2, "renewed on expiry, no 401 needed");
     }
 
     #[actix_web::test]

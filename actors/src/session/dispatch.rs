@@ -11,8 +11,8 @@ use parsec_protocol::value::Value;
 use crate::backend::Internal;
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
 use crate::event::Event;
-use crate::organization::{self, BootstrapRequest};
 use crate::invite::{self, ClaimerOutcome};
+use crate::organization::{self, BootstrapRequest};
 use crate::{Actors, block, message, pki, realm, user, vlob};
 
 fn not_implemented(who: &dyn std::fmt::Display, cmd: &str) -> Result<Value, Internal> {
@@ -35,7 +35,11 @@ pub(crate) async fn authenticated(
     let cmd = req.name();
     match req {
         R::Ping(r) => {
-            actors.publish(Event::Pinged { org: c.org.clone(), author: c.device_id.clone(), ping: r.ping.clone() });
+            actors.publish(Event::Pinged {
+                org: c.org.clone(),
+                author: c.device_id.clone(),
+                ping: r.ping.clone(),
+            });
             Ok(pong(r.ping))
         }
         R::OrganizationConfig => organization::config(&actors, c).await,

@@ -45,7 +45,11 @@ impl From<actix::MailboxError> for Refusal {
 }
 
 async fn organization(actors: &Actors, answer: &Answer) -> Result<Option<Organization>, Refusal> {
-    match actors.organization.send(GetOrganization(answer.organization_id().clone())).await? {
+    match actors
+        .organization
+        .send(GetOrganization(answer.organization_id().clone()))
+        .await?
+    {
         Ok(org) => Ok(Some(org)),
         Err(OrganizationLookupError::NotFound) => Ok(None),
         Err(OrganizationLookupError::Internal(e)) => Err(e.into()),
@@ -67,9 +71,20 @@ pub(crate) async fn identify(
 ) -> Result<Identity, Refusal> {
     let answer = handshake::parse_answer(&raw_answer)?;
     match answer {
-        Answer::Authenticated { version, ref organization_id, ref device_id, rvk, answer: ref signed } => {
-            let org = organization(&actors, &answer).await?.ok_or(HandshakeError::BadIdentity)?;
-            let msg = GetUserWithDevice { org: organization_id.clone(), device_id: device_id.clone() };
+        Answer::Authenticated {
+            version,
+            ref organization_id,
+            ref device_id,
+            rvk,
+            answer: ref signed,
+        } => {
+            let org = organization(&actors, &answer)
+                .await?
+                .ok_or(HandshakeError::BadIdentity)?;
+            let msg = GetUserWithDevice {
+                org: organization_id.clone(),
+                device_id: device_id.clone(),
+            };
             let (user, device) = match actors.user.send(msg).await? {
                 Ok(found) => found,
                 Err(UserLookupError::NotFound) => return Err(HandshakeError::BadIdentity.into()),
@@ -96,8 +111,12 @@ pub(crate) async fn identify(
                 verify_key: device.verify_key,
             }))
         }
-        Answer::Invited { invitation_type, token, .. } => {
-            let org = organization(&actors, &answer).await?.ok_or(HandshakeError::BadIdentity)?;
+        Answer::Invited {
+            invitation_type, token, ..
+        } => {
+            let org = organization(&actors, &answer)
+                .await?
+                .ok_or(HandshakeError::BadIdentity)?;
             if org.is_expired {
                 return Err(expired(&actors, &org));
             }
@@ -111,9 +130,19 @@ pub(crate) async fn identify(
             if invitation.kind.invitation_type() != invitation_type {
                 return Err(HandshakeError::BadIdentity.into());
             }
-            Ok(Identity::Invited(InvitedClient { conn_id, org: org.id, invitation_type, token, invitation }))
+            Ok(Identity::Invited(InvitedClient {
+                conn_id,
+                org: org.id,
+                invitation_type,
+                token,
+                invitation,
+            }))
         }
-        Answer::AnonymousV1 { ref organization_id, rvk, .. } => {
+        Answer::AnonymousV1 {
+            ref organization_id,
+            rvk,
+            ..
+        } => {
             let org = match organization(&actors, &answer).await? {
                 Some(org) => org,
                 None if actors.settings.spontaneous_organization_bootstrap => {
@@ -128,7 +157,9 @@ pub(crate) async fn identify(
                         Ok(()) | Err(OrganizationCreateError::AlreadyExists) => {}
                         Err(OrganizationCreateError::Internal(e)) => return Err(e.into()),
                     }
-                    organization(&actors, &answer).await?.ok_or(HandshakeError::BadIdentity)?
+                    organization(&actors, &answer)
+                        .await?
+                        .ok_or(HandshakeError::BadIdentity)?
                 }
                 None => return Err(HandshakeError::BadIdentity.into()),
             };

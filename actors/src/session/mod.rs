@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
-use rand::Rng;
 use parsec_protocol::cmds::{self, anonymous, authenticated, invited};
 use parsec_protocol::handshake::CHALLENGE_SIZE;
 use parsec_protocol::types::DateTime;
 use parsec_protocol::value::{self, Value};
+use rand::Rng;
 
 use crate::Actors;
 use crate::anonymous::status_of;
@@ -99,12 +99,16 @@ pub struct ClientSession {
     /// Set by the broker when this connection could not keep up.
     overflowed: Arc<AtomicBool>,
     closing: bool,
+    /// When the client last sent anything (frames, pongs included).
+    last_activity: Instant,
     /// Invited: the invitation was deleted while a command ran; close once
     /// it has answered, and take no new request.
     close_after_reply: bool,
     /// Invited: the report of the connection's opening, which its end waits
     /// for (the store must count the opening first).
     claimer_opened: Option<tokio::task::JoinHandle<()>>,
+    /// The close code used then (server stopping: 1001).
+    close_after_reply_code: CloseCode,
 }
 
 impl ClientSession {
@@ -120,8 +124,10 @@ impl ClientSession {
             subscribed: false,
             overflowed: Arc::new(AtomicBool::new(false)),
             closing: false,
+            last_activity: Instant::now(),
             close_after_reply: false,
             claimer_opened: None,
+            close_after_reply_code: CloseCode::Normal,
         }
     }
 
@@ -133,7 +139,10 @@ impl ClientSession {
     fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: CloseCode) {
         if !self.closing {
             self.closing = true;
-            ctx.close(Some(CloseReason { code, description: None }));
+            ctx.close(Some(CloseReason {
+                code,
+                description: None,
+            }));
         }
         ctx.stop();
     }
@@ -165,14 +174,20 @@ impl ClientSession {
         // `invite_1_claimer_wait_peer`, without replying to it.
         match self.in_flight {
             Some(InFlight::Listening) => self.in_flight = None,
-            Some(InFlight::Command { handle, cancellable: true }) => {
+            Some(InFlight::Command {
+                handle,
+                cancellable: true,
+            }) => {
                 ctx.cancel_future(handle);
                 self.in_flight = None;
             }
             _ => {}
         }
         if self.queue.len() >= MAX_QUEUED_REQUESTS {
-            log::warn!("conn={}: more than {MAX_QUEUED_REQUESTS} queued requests, closing", self.conn_id);
+            log::warn!(
+                "conn={}: more than {MAX_QUEUED_REQUESTS} queued requests, closing",
+                self.conn_id
+            );
             return self.close(ctx, CloseCode::Policy);
         }
         self.queue.push_back(raw);
@@ -307,7 +322,12 @@ impl ClientSession {
                         continue;
                     }
                     Ok(req) => {
-                        let who = format!("conn={} org={} anonymous cmd={}", client.conn_id, client.org, req.name());
+                        let who = format!(
+                            "conn={} org={} anonymous cmd={}",
+                            client.conn_id,
+                            client.org,
+                            req.name()
+                        );
                         let fut = dispatch::anonymous_v1(self.actors.clone(), client.clone(), req);
                         Box::pin(async move { (who, fut.await.map(Reply::from)) })
                     }
@@ -325,8 +345,8 @@ impl ClientSession {
                         log::info!("{who} status={} {}ms", status_of(&rep), started.elapsed().as_millis());
                         act.send(ctx, &rep);
                         if act.close_after_reply {
-                            log::info!("{who}: invitation deleted, closing after the answer");
-                            return act.close(ctx, CloseCode::Normal);
+                            log::info!("{who}: closing after the answer (invitation deleted or server stopping)");
+                            return act.close(ctx, act.close_after_reply_code);
                         }
                         act.pump(ctx);
                     }
@@ -374,7 +394,14 @@ impl ClientSession {
 /// broker to record role changes from subscription time and merge them.
 async fn events_subscribe(actors: Actors, client: Arc<AuthenticatedClient>) -> Result<Value, Internal> {
     let realms = crate::realm::realms_for_user(&actors, &client).await?;
-    actors.broker.send(broker::Subscribe { org: client.org.clone(), conn_id: client.conn_id, realms }).await?;
+    actors
+        .broker
+        .send(broker::Subscribe {
+            org: client.org.clone(),
+            conn_id: client.conn_id,
+            realms,
+        })
+        .await?;
     Ok(cmds::ok(vec![]))
 }
 
@@ -388,6 +415,12 @@ impl Actor for ClientSession {
         if let Phase::Challenge(challenge) = &self.phase {
             ctx.binary(parsec_protocol::handshake::challenge(challenge, DateTime::now()));
         }
+        let keepalive = self.actors.keepalive;
+        ctx.run_interval(keepalive, move |act, ctx| {
+            if act.last_activity.elapsed() >= keepalive {
+                ctx.ping(b"parsec-keepalive");
+            }
+        });
         ctx.run_later(HANDSHAKE_TIMEOUT, |act, ctx| {
             if matches!(act.phase, Phase::Challenge(_) | Phase::Handshaking) {
                 log::info!("conn={}: handshake timeout", act.conn_id);
@@ -398,11 +431,18 @@ impl Actor for ClientSession {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Phase::Authenticated(c) = &self.phase {
-            self.actors.broker.do_send(broker::Unregister { org: c.org.clone(), conn_id: c.conn_id });
+            self.actors.broker.do_send(broker::Unregister {
+                org: c.org.clone(),
+                conn_id: c.conn_id,
+            });
             log::info!("{c}: disconnected");
         }
         if let Phase::Invited(c) = &self.phase {
-            let msg = broker::UnregisterInvited { org: c.org.clone(), token: c.token, conn_id: c.conn_id };
+            let msg = broker::UnregisterInvited {
+                org: c.org.clone(),
+                token: c.token,
+                conn_id: c.conn_id,
+            };
             self.actors.broker.do_send(msg);
             // IDLE for the greeter, even after a deletion (README §6), once
             // the opening has been counted.
@@ -422,6 +462,7 @@ impl Actor for ClientSession {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ClientSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
         if self.check_overflow(ctx) {
             return;
         }
@@ -459,7 +500,10 @@ impl Handler<Push> for ClientSession {
         }
         match msg {
             Push::Close => {
-                log::info!("conn={}: closed by the server (revoked user or expired organization)", self.conn_id);
+                log::info!(
+                    "conn={}: closed by the server (revoked user or expired organization)",
+                    self.conn_id
+                );
                 self.close(ctx, CloseCode::Normal);
             }
             Push::InvitationDeleted => {
@@ -476,13 +520,29 @@ impl Handler<Push> for ClientSession {
                     self.close(ctx, CloseCode::Normal);
                 }
             }
+            Push::Shutdown => {
+                // In-flight commands finish and answer (their writes are
+                // acknowledged); what is queued behind them is not started.
+                self.queue.clear();
+                if matches!(self.in_flight, Some(InFlight::Command { cancellable: false, .. })) {
+                    log::info!("conn={}: server stopping, closing after its command", self.conn_id);
+                    self.close_after_reply = true;
+                    self.close_after_reply_code = CloseCode::Away;
+                } else {
+                    log::info!("conn={}: server stopping, closing", self.conn_id);
+                    self.close(ctx, CloseCode::Away);
+                }
+            }
             Push::Event(ev) => {
                 if matches!(self.in_flight, Some(InFlight::Listening)) {
                     self.in_flight = None;
                     self.send(ctx, &ev);
                     self.pump(ctx);
                 } else if self.events.len() >= MAX_QUEUED_EVENTS {
-                    log::warn!("conn={}: {MAX_QUEUED_EVENTS} events not listened to, closing", self.conn_id);
+                    log::warn!(
+                        "conn={}: {MAX_QUEUED_EVENTS} events not listened to, closing",
+                        self.conn_id
+                    );
                     self.close(ctx, CloseCode::Policy);
                 } else {
                     self.events.push_back(ev);

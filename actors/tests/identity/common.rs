@@ -407,8 +407,24 @@ async fn barrier(actors: &Actors) {
         device_id: DeviceId::parse("barrier@barrier").unwrap(),
         profile: UserProfile::Admin,
     };
-    actors.broker.send(Register { info, addr: addr.clone().recipient(), overflowed: Default::default() }).await.unwrap();
-    actors.broker.send(Subscribe { org: org.clone(), conn_id, realms: Default::default() }).await.unwrap();
+    actors
+        .broker
+        .send(Register {
+            info,
+            addr: addr.clone().recipient(),
+            overflowed: Default::default(),
+        })
+        .await
+        .unwrap();
+    actors
+        .broker
+        .send(Subscribe {
+            org: org.clone(),
+            conn_id,
+            realms: Default::default(),
+        })
+        .await
+        .unwrap();
     actors.publish(parsec_actors::event::Event::PkiEnrollmentUpdated { org });
     for _ in 0..200 {
         addr.send(Flush).await.unwrap();

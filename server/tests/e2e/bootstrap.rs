@@ -26,7 +26,7 @@ async fn fixture() -> Fixture {
         org,
         token,
         root: new_key(),
-        device_id: DeviceId::parse("alice@laptop").unwrap(),
+        device_id: DeviceId::parse("alice@laptop").expect("device id"),
         device_key: new_key(),
     }
 }
@@ -45,7 +45,7 @@ impl Fixture {
             author: None,
             timestamp: now,
             user_id: self.device_id.user_id(),
-            human_handle: Some(HumanHandle::new("alice@example.com", "Alice").unwrap()),
+            human_handle: Some(HumanHandle::new("alice@example.com", "Alice").expect("human handle")),
             public_key: [9; 32],
             profile: UserProfile::Admin,
         }

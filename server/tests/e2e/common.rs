@@ -139,6 +139,11 @@ impl WsClient {
         }
     }
 
+    /// Websocket pings the server sent so far (the client answers them).
+    pub fn pings_received(&self) -> u64 {
+        self.0.pings
+    }
+
     /// Next binary message, decoded.
     pub async fn recv(&mut self) -> Vec<(Value, Value)> {
         match self.recv_event().await {
@@ -242,7 +247,9 @@ pub async fn create_realm(ws: &mut WsClient, device: &Device) -> parsec_protocol
         role: Some(RealmRole::Owner),
     };
     let signed = certif::build::sign_payload(certif::build::realm_role(&role), sign(&device.signing_key));
-    let rep = ws.req("realm_create", vec![("role_certificate", Value::Binary(signed))]).await;
+    let rep = ws
+        .req("realm_create", vec![("role_certificate", Value::Binary(signed))])
+        .await;
     assert_eq!(status(&rep), "ok", "{rep:?}");
     realm_id
 }
@@ -261,4 +268,35 @@ pub fn vlob_create_fields(
         ("timestamp", DateTime::now().to_value()),
         ("blob", Value::Binary(blob.to_vec())),
     ]
+}
+
+/// `device_create` of `name` for the user of `author`, through `ws`.
+pub async fn create_device(ws: &mut WsClient, author: &Device, name: &str) -> Device {
+    let device_id = DeviceId::parse(&format!("{}@{name}", author.device_id.user_id())).expect("device id");
+    let key = new_key();
+    let cert = parsec_protocol::certif::DeviceCertificate {
+        author: Some(author.device_id.clone()),
+        timestamp: DateTime::now(),
+        device_id: device_id.clone(),
+        device_label: None,
+        verify_key: key.verifying_key().to_bytes(),
+    };
+    let signed = parsec_protocol::certif::build::sign_payload(
+        parsec_protocol::certif::build::device(&cert),
+        sign(&author.signing_key),
+    );
+    let rep = ws
+        .req(
+            "device_create",
+            vec![
+                ("device_certificate", Value::Binary(signed.clone())),
+                ("redacted_device_certificate", Value::Binary(signed.clone())),
+            ],
+        )
+        .await;
+    assert_eq!(status(&rep), "ok", "{rep:?}");
+    Device {
+        device_id,
+        signing_key: key,
+    }
 }

@@ -12,7 +12,7 @@ async fn ping_ok(ws: &mut WsClient, text: &str) {
 }
 
 fn invalid_msg_format() -> Vec<(Value, Value)> {
-    value::unpack_map(&value::pack(&parsec_protocol::cmds::invalid_msg_format())).unwrap()
+    value::unpack_map(&value::pack(&parsec_protocol::cmds::invalid_msg_format())).expect("msgpack map")
 }
 
 #[actix_web::test]

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use parsec_actors::backend::postgres::{start_actors_on_database, test_database_url};
-use parsec_protocol::certif::{self, DeviceCertificate};
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
 
@@ -28,28 +27,11 @@ fn bin(v: &[u8]) -> Value {
     Value::Binary(v.to_vec())
 }
 
-/// `device_create` of `name` for the user of `author`, through `ws`.
-async fn create_device(ws: &mut WsClient, author: &Device, name: &str) -> Device {
-    let device_id = DeviceId::parse(&format!("{}@{name}", author.device_id.user_id())).unwrap();
-    let key = new_key();
-    let cert = DeviceCertificate {
-        author: Some(author.device_id.clone()),
-        timestamp: DateTime::now(),
-        device_id: device_id.clone(),
-        device_label: None,
-        verify_key: key.verifying_key().to_bytes(),
-    };
-    let signed = certif::build::sign_payload(certif::build::device(&cert), sign(&author.signing_key));
-    let rep = ws
-        .req("device_create", vec![("device_certificate", bin(&signed)), ("redacted_device_certificate", bin(&signed))])
-        .await;
-    assert_eq!(status(&rep), "ok", "{rep:?}");
-    Device { device_id, signing_key: key }
-}
-
 async fn login_as(server: &TestServer, org: &Org, device: &Device) -> WsClient {
     let rvk = org.root.verifying_key().to_bytes();
-    try_login(server, &org.id, &device.device_id, &device.signing_key, &rvk).await.expect("login")
+    try_login(server, &org.id, &device.device_id, &device.signing_key, &rvk)
+        .await
+        .expect("login")
 }
 
 #[actix_web::test]
@@ -67,10 +49,17 @@ async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     let phone = create_device(&mut writer, &org.alice, "phone").await;
     let mut listener = login_as(&a, &org, &phone).await;
     assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
-    listener.send_value(&value::map([("cmd", Value::from("events_listen")), ("wait", Value::Boolean(true))])).await;
+    listener
+        .send_value(&value::map([
+            ("cmd", Value::from("events_listen")),
+            ("wait", Value::Boolean(true)),
+        ]))
+        .await;
 
     let vlob_id = Uuid::new_v4();
-    let rep = writer.req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1")).await;
+    let rep = writer
+        .req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1"))
+        .await;
     assert_eq!(status(&rep), "ok", "{rep:?}");
     let ev = listener.recv().await;
     assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");
@@ -104,7 +93,12 @@ async fn an_invitation_greeted_on_one_instance_is_claimed_on_the_other() {
     let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
     let org = new_org(&a).await;
     let mut greeter = login(&a, &org).await;
-    let rep = greeter.req("invite_new", vec![("type", Value::from("DEVICE")), ("send_email", Value::Boolean(false))]).await;
+    let rep = greeter
+        .req(
+            "invite_new",
+            vec![("type", Value::from("DEVICE")), ("send_email", Value::Boolean(false))],
+        )
+        .await;
     assert_eq!(status(&rep), "ok", "{rep:?}");
     let token = field(&rep, "token").clone();
 
@@ -126,35 +120,74 @@ async fn an_invitation_greeted_on_one_instance_is_claimed_on_the_other() {
     // Each side's steps run concurrently: one waits for the other across instances.
     let greeter_side = async {
         let t = || ("token", token.clone());
-        let r = step(&mut greeter, "invite_1_greeter_wait_peer", vec![t(), ("greeter_public_key", bin(&[1; 32]))]).await;
+        let r = step(
+            &mut greeter,
+            "invite_1_greeter_wait_peer",
+            vec![t(), ("greeter_public_key", bin(&[1; 32]))],
+        )
+        .await;
         assert_eq!(field(&r, "claimer_public_key"), &bin(&[2; 32]));
         let r = step(&mut greeter, "invite_2a_greeter_get_hashed_nonce", vec![t()]).await;
         assert_eq!(field(&r, "claimer_hashed_nonce"), &bin(b"hashed"));
-        let r = step(&mut greeter, "invite_2b_greeter_send_nonce", vec![t(), ("greeter_nonce", bin(b"gn"))]).await;
+        let r = step(
+            &mut greeter,
+            "invite_2b_greeter_send_nonce",
+            vec![t(), ("greeter_nonce", bin(b"gn"))],
+        )
+        .await;
         assert_eq!(field(&r, "claimer_nonce"), &bin(b"cn"));
         step(&mut greeter, "invite_3a_greeter_wait_peer_trust", vec![t()]).await;
         step(&mut greeter, "invite_3b_greeter_signify_trust", vec![t()]).await;
-        let r = step(&mut greeter, "invite_4_greeter_communicate", vec![t(), ("payload", bin(b"to claimer"))]).await;
+        let r = step(
+            &mut greeter,
+            "invite_4_greeter_communicate",
+            vec![t(), ("payload", bin(b"to claimer"))],
+        )
+        .await;
         assert_eq!(field(&r, "payload"), &bin(b"to greeter"));
     };
     let claimer_side = async {
-        let r = step(&mut claimer, "invite_1_claimer_wait_peer", vec![("claimer_public_key", bin(&[2; 32]))]).await;
+        let r = step(
+            &mut claimer,
+            "invite_1_claimer_wait_peer",
+            vec![("claimer_public_key", bin(&[2; 32]))],
+        )
+        .await;
         assert_eq!(field(&r, "greeter_public_key"), &bin(&[1; 32]));
-        let r = step(&mut claimer, "invite_2a_claimer_send_hashed_nonce", vec![("claimer_hashed_nonce", bin(b"hashed"))])
-            .await;
+        let r = step(
+            &mut claimer,
+            "invite_2a_claimer_send_hashed_nonce",
+            vec![("claimer_hashed_nonce", bin(b"hashed"))],
+        )
+        .await;
         assert_eq!(field(&r, "greeter_nonce"), &bin(b"gn"));
-        step(&mut claimer, "invite_2b_claimer_send_nonce", vec![("claimer_nonce", bin(b"cn"))]).await;
+        step(
+            &mut claimer,
+            "invite_2b_claimer_send_nonce",
+            vec![("claimer_nonce", bin(b"cn"))],
+        )
+        .await;
         step(&mut claimer, "invite_3a_claimer_signify_trust", vec![]).await;
         step(&mut claimer, "invite_3b_claimer_wait_peer_trust", vec![]).await;
-        let r = step(&mut claimer, "invite_4_claimer_communicate", vec![("payload", bin(b"to greeter"))]).await;
+        let r = step(
+            &mut claimer,
+            "invite_4_claimer_communicate",
+            vec![("payload", bin(b"to greeter"))],
+        )
+        .await;
         assert_eq!(field(&r, "payload"), &bin(b"to claimer"));
     };
-    tokio::time::timeout(Duration::from_secs(30), async { futures_util::join!(greeter_side, claimer_side) })
-        .await
-        .expect("the exchange across instances completes");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        futures_util::join!(greeter_side, claimer_side)
+    })
+    .await
+    .expect("the exchange across instances completes");
 
     // The greeter creates the device; it logs in through B.
     let laptop2 = create_device(&mut greeter, &org.alice, "laptop2").await;
     let mut ws = login_as(&b, &org, &laptop2).await;
-    assert_eq!(status(&ws.req("ping", vec![("ping", Value::from("joined"))]).await), "ok");
+    assert_eq!(
+        status(&ws.req("ping", vec![("ping", Value::from("joined"))]).await),
+        "ok"
+    );
 }

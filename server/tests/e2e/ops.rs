@@ -1,5 +1,6 @@
 //! Operator-facing behaviour: TLS, HTTPS enforcement behind a proxy, health
-//! and readiness endpoints.
+//! and readiness endpoints (readiness fails while the database or the block
+//! store is unreachable).
 
 use std::io::{Read, Write};
 
@@ -13,6 +14,7 @@ use openssl::ssl::{SslConnector, SslMethod};
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509, X509NameBuilder};
 use parsec_actors::backend::Backends;
+use parsec_actors::blockstore::BlockStoreError;
 use parsec_actors::{Actors, Settings};
 use parsec_server::{http, tls};
 
@@ -51,34 +53,33 @@ async fn health_and_readiness() {
     );
 }
 
-fn self_signed() -> (X509, PKey<openssl::pkey::Private>) {
-    let key =
-        PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "localhost").unwrap();
+fn self_signed() -> Result<(X509, PKey<openssl::pkey::Private>), openssl::error::ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "localhost")?;
     let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    let not_before = Asn1Time::days_from_now(0).unwrap();
-    let not_after = Asn1Time::days_from_now(1).unwrap();
-    b.set_not_before(&not_before).unwrap();
-    b.set_not_after(&not_after).unwrap();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let not_before = Asn1Time::days_from_now(0)?;
+    let not_after = Asn1Time::days_from_now(1)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
     let san = SubjectAlternativeName::new()
         .dns("localhost")
         .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    (b.build(), key)
+        .build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok((b.build(), key))
 }
 
 #[actix_web::test]
 async fn tls_with_a_custom_ca() {
-    let (cert, key) = self_signed();
+    let (cert, key) = self_signed().expect("self-signed certificate");
     let dir = std::env::temp_dir().join(format!("parsec-tls-{}", hex::encode(rand::random::<[u8; 6]>())));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -140,4 +141,74 @@ async fn tls_with_a_custom_ca() {
     .unwrap();
     assert!(refused);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A block store that cannot be reached.
+struct UnreachableBlockStore;
+
+#[async_trait::async_trait]
+impl parsec_actors::blockstore::BlockStore for UnreachableBlockStore {
+    async fn read(
+        &self,
+        _: &parsec_protocol::types::OrganizationId,
+        _: parsec_protocol::types::Uuid,
+    ) -> Result<bytes::Bytes, BlockStoreError> {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("connection refused")))
+    }
+    async fn create(
+        &self,
+        _: &parsec_protocol::types::OrganizationId,
+        _: parsec_protocol::types::Uuid,
+        _: bytes::Bytes,
+    ) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("connection refused")))
+    }
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        Err(BlockStoreError::Unavailable(anyhow::anyhow!("connection refused")))
+    }
+}
+
+fn plain_settings() -> Settings {
+    Settings {
+        administration_token: TOKEN.into(),
+        spontaneous_organization_bootstrap: false,
+        organization_initial_active_users_limit: None,
+        organization_initial_user_profile_outsider_allowed: true,
+        email: Default::default(),
+        backend_addr: Default::default(),
+    }
+}
+
+#[actix_web::test]
+async fn not_ready_while_the_blockstore_is_unreachable() {
+    let mut backends = Backends::memory();
+    backends.blockstore = std::sync::Arc::new(UnreachableBlockStore);
+    let server = start_server_with(Actors::start(backends, plain_settings())).await;
+    assert_eq!(http_request(&server, "GET", "/health", &[], b"").await.0, 200);
+    assert_eq!(
+        http_request(&server, "GET", "/ready", &[], b"").await,
+        (503, b"not ready".to_vec())
+    );
+}
+
+#[actix_web::test]
+async fn not_ready_while_the_database_is_unreachable() {
+    use parsec_actors::backend::postgres::PgStore;
+    // Nothing listens there: every pool checkout fails (within 2 s).
+    let url = format!(
+        "postgresql://parsec@127.0.0.1:{}/parsec",
+        crate::receiver::closed_port()
+    );
+    let store = PgStore::connect(&url, 2, std::time::Duration::from_secs(2)).expect("lazy pool");
+    let blockstore = std::sync::Arc::new(parsec_actors::backend::postgres::blockstore::PgBlockStore::new(
+        store.clone(),
+    ));
+    let server = start_server_with(Actors::start(Backends::postgres(store, blockstore), plain_settings())).await;
+    assert_eq!(http_request(&server, "GET", "/health", &[], b"").await.0, 200);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        http_request(&server, "GET", "/ready", &[], b"").await,
+        (503, b"not ready".to_vec())
+    );
+    assert!(started.elapsed() <= parsec_actors::health::PROBE_TIMEOUT + std::time::Duration::from_secs(1));
 }

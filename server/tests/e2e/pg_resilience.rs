@@ -73,7 +73,9 @@ async fn fifty_writers_in_one_realm_get_consecutive_checkpoints() {
         async move {
             let mut ws = login(server, org).await;
             for i in 0..PER_CLIENT {
-                let rep = ws.req("vlob_create", vlob_create_fields(realm_id, Uuid::new_v4(), &[i as u8])).await;
+                let rep = ws
+                    .req("vlob_create", vlob_create_fields(realm_id, Uuid::new_v4(), &[i as u8]))
+                    .await;
                 assert_eq!(status(&rep), "ok", "{rep:?}");
             }
         }
@@ -82,7 +84,10 @@ async fn fifty_writers_in_one_realm_get_consecutive_checkpoints() {
         .await
         .expect("writers finish");
     let rep = owner
-        .req("vlob_poll_changes", vec![("realm_id", uuid_value(realm_id)), ("last_checkpoint", Value::from(0))])
+        .req(
+            "vlob_poll_changes",
+            vec![("realm_id", uuid_value(realm_id)), ("last_checkpoint", Value::from(0))],
+        )
         .await;
     assert_eq!(status(&rep), "ok", "{rep:?}");
     assert_eq!(field(&rep, "current_checkpoint").as_u64(), Some(50 * PER_CLIENT as u64));
@@ -103,12 +108,19 @@ impl ServerProcess {
         };
         let child = Command::new(env!("CARGO_BIN_EXE_parsec-server"))
             .args(["run", "--dev", "-H", "127.0.0.1", "-P", &port.to_string(), "--db", db])
-            .args(["--blockstore", "POSTGRESQL", "--backend-addr", &format!("parsec://127.0.0.1:{port}?no_ssl=true")])
+            .args([
+                "--blockstore",
+                "POSTGRESQL",
+                "--backend-addr",
+                &format!("parsec://127.0.0.1:{port}?no_ssl=true"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn parsec-server");
-        let server = TestServer { addr: format!("127.0.0.1:{port}").parse().expect("addr") };
+        let server = TestServer {
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(server.addr).await.is_err() {
             assert!(Instant::now() < deadline, "the server did not start");
@@ -132,7 +144,9 @@ impl Drop for ServerProcess {
 
 fn digest(data: &[u8]) -> u64 {
     // FNV-1a: enough to tell blobs apart in a test.
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Kill -9 the server in the middle of a write load, restart it: every
@@ -145,7 +159,9 @@ async fn kill_9_under_load_keeps_every_acknowledged_write() {
     let mut owner = login(&first.server, &org).await;
     let realm_id = create_realm(&mut owner, &org.alice).await;
 
-    let target = TestServer { addr: first.server.addr };
+    let target = TestServer {
+        addr: first.server.addr,
+    };
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Uuid, u64)>::new()));
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -213,20 +229,33 @@ async fn postgres_restart_under_load_recovers_by_itself() {
     }
     // A cluster of our own: stopping the shared one would break other tests.
     let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts");
-    let out = Command::new(format!("{scripts}/pg-start.sh")).output().expect("pg-start.sh");
-    assert!(out.status.success(), "pg-start.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(format!("{scripts}/pg-start.sh"))
+        .output()
+        .expect("pg-start.sh");
+    assert!(
+        out.status.success(),
+        "pg-start.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let env = String::from_utf8_lossy(&out.stdout).to_string();
     let var = |name: &str| {
         env.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {name}='")).map(|v| v.trim_end_matches('\'').to_string()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("export {name}='"))
+                    .map(|v| v.trim_end_matches('\'').to_string())
+            })
             .unwrap_or_else(|| panic!("{name} not in pg-start.sh output"))
     };
     let (cluster, dir) = (var("PARSEC_TEST_PG_URL"), var("PARSEC_TEST_PG_DIR"));
     let _cleanup = Cleanup(dir.clone(), scripts);
     let db = format!("{cluster}/parsec");
-    let created = Command::new("psql").args(["-q", &format!("{cluster}/postgres"), "-c", "CREATE DATABASE parsec"]).status();
+    let created = Command::new("psql")
+        .args(["-q", &format!("{cluster}/postgres"), "-c", "CREATE DATABASE parsec"])
+        .status();
     assert!(created.is_ok_and(|s| s.success()));
-    let migrated = Command::new(env!("CARGO_BIN_EXE_parsec-server")).args(["migrate", "--db", &db]).output();
+    let migrated = Command::new(env!("CARGO_BIN_EXE_parsec-server"))
+        .args(["migrate", "--db", &db])
+        .output();
     assert!(migrated.is_ok_and(|o| o.status.success()));
 
     let server = ServerProcess::start(&db).await;
@@ -234,26 +263,49 @@ async fn postgres_restart_under_load_recovers_by_itself() {
     let mut ws = login(&server.server, &org).await;
     assert_eq!(status(&ws.req("organization_config", vec![]).await), "ok");
 
-    assert!(Command::new(format!("{dir}/stop.sh")).status().is_ok_and(|s| s.success()));
+    assert!(
+        Command::new(format!("{dir}/stop.sh"))
+            .status()
+            .is_ok_and(|s| s.success())
+    );
     // While it is down: the command fails (the connection is closed with an
     // internal error) and new logins are refused; the process stays up.
-    ws.send_value(&parsec_protocol::value::map([("cmd", Value::from("organization_config"))])).await;
+    ws.send_value(&parsec_protocol::value::map([(
+        "cmd",
+        Value::from("organization_config"),
+    )]))
+    .await;
     assert!(matches!(ws.recv_event().await, WsEvent::Close(_) | WsEvent::Eof));
-    assert!(!serves(&server.server, &org).await, "nothing is served without the database");
+    assert!(
+        !serves(&server.server, &org).await,
+        "nothing is served without the database"
+    );
 
-    assert!(Command::new(format!("{dir}/start.sh")).status().is_ok_and(|s| s.success()));
+    assert!(
+        Command::new(format!("{dir}/start.sh"))
+            .status()
+            .is_ok_and(|s| s.success())
+    );
     let back = Instant::now();
     while !serves(&server.server, &org).await {
-        assert!(back.elapsed() < Duration::from_secs(20), "the server did not recover by itself");
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "the server did not recover by itself"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 /// A fresh connection logs in and gets an answer that needs the database.
 async fn serves(server: &TestServer, org: &Org) -> bool {
-    let Ok(mut ws) = parsec_load::client::WsClient::connect(server.addr).await else { return false };
+    let Ok(mut ws) = parsec_load::client::WsClient::connect(server.addr).await else {
+        return false;
+    };
     let rvk = org.root.verifying_key().to_bytes();
-    match ws.handshake_raw(&org.id, &org.alice.device_id, &org.alice.signing_key, &rvk).await {
+    match ws
+        .handshake_raw(&org.id, &org.alice.device_id, &org.alice.signing_key, &rvk)
+        .await
+    {
         Ok(r) if field(&r, "result").as_str() == Some("ok") => {}
         _ => return false,
     }

@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parsec_protocol::cmds::authenticated::{
-    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead,
-    VlobUpdate,
+    BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate,
 };
 use parsec_protocol::types::*;
 
@@ -50,10 +49,7 @@ impl DataState {
             .values()
             .flat_map(|r| r.vlobs.values())
             .flat_map(|v| &v.versions);
-        blobs
-            .flat_map(|v| v.blobs.values())
-            .map(|b| b.len() as u64)
-            .sum()
+        blobs.flat_map(|v| v.blobs.values()).map(|b| b.len() as u64).sum()
     }
 
     fn deliver(&mut self, recipient: &UserId, message: InboxMessage) -> DeliveredMessage {
@@ -110,18 +106,9 @@ impl Realm {
         self.role_of(user).filter(|_| active)
     }
 
-    fn record_write(
-        &mut self,
-        author: &DeviceId,
-        vlob_id: Uuid,
-        version: u64,
-        timestamp: DateTime,
-    ) -> u64 {
+    fn record_write(&mut self, author: &DeviceId, vlob_id: Uuid, version: u64, timestamp: DateTime) -> u64 {
         self.changes.push((vlob_id, version));
-        let last = self
-            .last_vlob_update
-            .entry(author.user_id())
-            .or_insert(timestamp);
+        let last = self.last_vlob_update.entry(author.user_id()).or_insert(timestamp);
         *last = (*last).max(timestamp);
         self.changes.len() as u64
     }
@@ -224,20 +211,14 @@ impl MemoryStore {
         f: impl FnOnce(&mut OrgState) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut orgs = self.lock();
-        let o = orgs
-            .get_mut(org)
-            .ok_or_else(|| unexpected("organization vanished"))?;
+        let o = orgs.get_mut(org).ok_or_else(|| unexpected("organization vanished"))?;
         f(o)
     }
 }
 
 #[async_trait]
 impl RealmBackend for MemoryStore {
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        role: RealmGrantedRole,
-    ) -> Result<(), RealmCreateError> {
+    async fn create(&self, org: &OrganizationId, role: RealmGrantedRole) -> Result<(), RealmCreateError> {
         self.with_org(org, |o| {
             if o.data.realms.contains_key(&role.realm_id) {
                 return Err(RealmCreateError::AlreadyExists);
@@ -253,9 +234,7 @@ impl RealmBackend for MemoryStore {
         user: &UserId,
         realm_id: Uuid,
     ) -> Result<RealmStatus, RealmReadError> {
-        self.with_org(org, |o| {
-            Ok(readable_realm(o, user, realm_id)?.status.clone())
-        })
+        self.with_org(org, |o| Ok(readable_realm(o, user, realm_id)?.status.clone()))
     }
 
     async fn get_stats(
@@ -307,11 +286,7 @@ impl RealmBackend for MemoryStore {
             if target.revoked_on.is_some() {
                 return Err(E::UserRevoked);
             }
-            let realm = o
-                .data
-                .realms
-                .get_mut(&role.realm_id)
-                .ok_or(E::RealmNotFound)?;
+            let realm = o.data.realms.get_mut(&role.realm_id).ok_or(E::RealmNotFound)?;
             if realm.status.maintenance.is_some() {
                 return Err(E::InMaintenance);
             }
@@ -338,30 +313,21 @@ impl RealmBackend for MemoryStore {
                 return Err(E::RequireGreaterTimestamp(t));
             }
 
-            let last = realm
-                .last_role_change
-                .entry(author)
-                .or_insert(role.granted_on);
+            let last = realm.last_role_change.entry(author).or_insert(role.granted_on);
             *last = (*last).max(role.granted_on);
-            let (recipient, sender, timestamp) = (
-                role.user_id.clone(),
-                role.granted_by.clone(),
-                role.granted_on,
-            );
+            let (recipient, sender, timestamp) = (role.user_id.clone(), role.granted_by.clone(), role.granted_on);
             realm.roles.push(role);
             // PG sends nothing for an empty message (it tests truthiness).
-            Ok(recipient_message
-                .filter(|body| !body.is_empty())
-                .map(|body| {
-                    o.data.deliver(
-                        &recipient,
-                        InboxMessage {
-                            sender,
-                            timestamp,
-                            body,
-                        },
-                    )
-                }))
+            Ok(recipient_message.filter(|body| !body.is_empty()).map(|body| {
+                o.data.deliver(
+                    &recipient,
+                    InboxMessage {
+                        sender,
+                        timestamp,
+                        body,
+                    },
+                )
+            }))
         })
     }
 
@@ -452,11 +418,7 @@ impl RealmBackend for MemoryStore {
         })
     }
 
-    async fn get_realms_for_user(
-        &self,
-        org: &OrganizationId,
-        user: &UserId,
-    ) -> Result<HashSet<Uuid>, Internal> {
+    async fn get_realms_for_user(&self, org: &OrganizationId, user: &UserId) -> Result<HashSet<Uuid>, Internal> {
         let orgs = self.lock();
         let Some(o) = orgs.get(org) else {
             return Ok(HashSet::new());
@@ -471,16 +433,8 @@ impl RealmBackend for MemoryStore {
 }
 
 /// Realm exists, then the user has a current role (realm reads).
-fn readable_realm<'a>(
-    o: &'a OrgState,
-    user: &UserId,
-    realm_id: Uuid,
-) -> Result<&'a Realm, RealmReadError> {
-    let realm = o
-        .data
-        .realms
-        .get(&realm_id)
-        .ok_or(RealmReadError::NotFound)?;
+fn readable_realm<'a>(o: &'a OrgState, user: &UserId, realm_id: Uuid) -> Result<&'a Realm, RealmReadError> {
+    let realm = o.data.realms.get(&realm_id).ok_or(RealmReadError::NotFound)?;
     if !can_read(realm.role_of(user)) {
         return Err(RealmReadError::NotAllowed);
     }
@@ -494,12 +448,7 @@ fn realm_of_vlob(o: &OrgState, vlob_id: Uuid) -> Option<Uuid> {
 
 #[async_trait]
 impl VlobBackend for MemoryStore {
-    async fn create(
-        &self,
-        org: &OrganizationId,
-        author: &DeviceId,
-        req: &VlobCreate,
-    ) -> Result<u64, VlobCreateError> {
+    async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError> {
         self.with_org(org, |o| {
             let user = author.user_id();
             let realm = o.data.realms.get(&req.realm_id);
@@ -510,10 +459,7 @@ impl VlobBackend for MemoryStore {
                 Some(req.encryption_revision),
                 can_write,
             )?;
-            if let Some(t) = realm
-                .last_role_granted_on(&user)
-                .filter(|t| *t >= req.timestamp)
-            {
+            if let Some(t) = realm.last_role_granted_on(&user).filter(|t| *t >= req.timestamp) {
                 return Err(VlobCreateError::RequireGreaterTimestamp(t));
             }
             if o.data.vlob_realms.contains_key(&req.vlob_id) {
@@ -562,8 +508,7 @@ impl VlobBackend for MemoryStore {
             )?;
             let vlob = realm.vlobs.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
             // The realm check accepted it: the current or the previous revision.
-            let revision =
-                u64::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
+            let revision = u64::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
             let mut at_revision = vlob
                 .versions
                 .iter()
@@ -603,10 +548,7 @@ impl VlobBackend for MemoryStore {
                 Some(req.encryption_revision),
                 can_write,
             )?;
-            if let Some(t) = realm
-                .last_role_granted_on(&user)
-                .filter(|t| *t >= req.timestamp)
-            {
+            if let Some(t) = realm.last_role_granted_on(&user).filter(|t| *t >= req.timestamp) {
                 return Err(E::RequireGreaterTimestamp(t));
             }
             let latest = realm
@@ -614,11 +556,7 @@ impl VlobBackend for MemoryStore {
                 .get(&req.vlob_id)
                 .and_then(|v| v.versions.last())
                 .ok_or(E::VlobNotFound)?;
-            let next = realm
-                .vlobs
-                .get(&req.vlob_id)
-                .map_or(0, |v| v.versions.len() as u64)
-                + 1;
+            let next = realm.vlobs.get(&req.vlob_id).map_or(0, |v| v.versions.len() as u64) + 1;
             if !same_revision(req.version, next) {
                 return Err(E::BadVersion);
             }
@@ -684,10 +622,7 @@ impl VlobBackend for MemoryStore {
             let realm_id = realm_of_vlob(o, vlob_id).ok_or(VlobListVersionsError::VlobNotFound)?;
             let realm = o.data.realms.get(&realm_id);
             let realm = check_access(realm, user, OperationKind::DataRead, None, can_read)?;
-            let vlob = realm
-                .vlobs
-                .get(&vlob_id)
-                .ok_or(VlobListVersionsError::VlobNotFound)?;
+            let vlob = realm.vlobs.get(&vlob_id).ok_or(VlobListVersionsError::VlobNotFound)?;
             let versions = vlob.versions.iter().enumerate();
             Ok(versions
                 .map(|(i, v)| (i as u64 + 1, (v.created_on, v.author.clone())))
@@ -716,10 +651,7 @@ impl VlobBackend for MemoryStore {
             let previous = current.saturating_sub(1);
             let todo = realm.vlobs.iter().flat_map(|(id, vlob)| {
                 vlob.versions.iter().enumerate().filter_map(move |(i, v)| {
-                    let blob = v
-                        .blobs
-                        .get(&previous)
-                        .filter(|_| !v.blobs.contains_key(&current))?;
+                    let blob = v.blobs.get(&previous).filter(|_| !v.blobs.contains_key(&current))?;
                     Some(ReencryptionBatchEntry {
                         vlob_id: *id,
                         version: i as i64 + 1,
@@ -757,19 +689,14 @@ impl VlobBackend for MemoryStore {
             for entry in batch {
                 // Unknown versions, vlobs of other realms (which PG would
                 // wrongly copy in) and versions already saved are ignored.
-                let index = usize::try_from(entry.version)
-                    .ok()
-                    .and_then(|v| v.checked_sub(1));
+                let index = usize::try_from(entry.version).ok().and_then(|v| v.checked_sub(1));
                 let version = realm
                     .vlobs
                     .get_mut(&entry.vlob_id)
                     .zip(index)
                     .and_then(|(v, i)| v.versions.get_mut(i));
                 if let Some(version) = version {
-                    version
-                        .blobs
-                        .entry(current)
-                        .or_insert_with(|| entry.blob.clone());
+                    version.blobs.entry(current).or_insert_with(|| entry.blob.clone());
                 }
             }
             Ok(realm.reencryption_progress())
@@ -778,17 +705,8 @@ impl VlobBackend for MemoryStore {
 }
 
 /// The block-create checks (commands.md §10.1 steps 2–5).
-fn check_block_create(
-    o: &OrgState,
-    user: &UserId,
-    realm_id: Uuid,
-    block_id: Uuid,
-) -> Result<(), BlockCreateError> {
-    let realm = o
-        .data
-        .realms
-        .get(&realm_id)
-        .ok_or(BlockCreateError::RealmNotFound)?;
+fn check_block_create(o: &OrgState, user: &UserId, realm_id: Uuid, block_id: Uuid) -> Result<(), BlockCreateError> {
+    let realm = o.data.realms.get(&realm_id).ok_or(BlockCreateError::RealmNotFound)?;
     if realm.status.maintenance.is_some() {
         return Err(BlockCreateError::InMaintenance);
     }
@@ -840,23 +758,10 @@ impl BlockBackend for MemoryStore {
         })
     }
 
-    async fn check_read(
-        &self,
-        org: &OrganizationId,
-        user: &UserId,
-        block_id: Uuid,
-    ) -> Result<(), BlockReadError> {
+    async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
         self.with_org(org, |o| {
-            let meta = o
-                .data
-                .blocks
-                .get(&block_id)
-                .ok_or(BlockReadError::NotFound)?;
-            let realm = o
-                .data
-                .realms
-                .get(&meta.realm_id)
-                .ok_or(BlockReadError::NotFound)?;
+            let meta = o.data.blocks.get(&block_id).ok_or(BlockReadError::NotFound)?;
+            let realm = o.data.realms.get(&meta.realm_id).ok_or(BlockReadError::NotFound)?;
             // Reads go on during a re-encryption: blocks are not re-encrypted.
             if realm
                 .status
@@ -876,12 +781,7 @@ impl BlockBackend for MemoryStore {
 
 #[async_trait]
 impl MessageBackend for MemoryStore {
-    async fn get(
-        &self,
-        org: &OrganizationId,
-        recipient: &UserId,
-        offset: u64,
-    ) -> Result<Vec<InboxMessage>, Internal> {
+    async fn get(&self, org: &OrganizationId, recipient: &UserId, offset: u64) -> Result<Vec<InboxMessage>, Internal> {
         let orgs = self.lock();
         let inbox = orgs.get(org).and_then(|o| o.data.messages.get(recipient));
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);

@@ -43,7 +43,13 @@ impl BlockStore for PgBlockStore {
                 .get_result(&mut conn)
                 .await
                 .map(Some)
-                .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })
+                .or_else(|e| {
+                    if e == diesel::result::Error::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(unavailable)?;
         row.map(|r| Bytes::from(r.data)).ok_or(BlockStoreError::NotFound)
     }
@@ -61,6 +67,15 @@ impl BlockStore for PgBlockStore {
         .execute(&mut conn)
         .await
         .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BlockStoreError> {
+        let mut conn = self.store.conn().await.map_err(|e| unavailable(e.0))?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

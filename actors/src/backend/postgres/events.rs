@@ -52,7 +52,11 @@ pub struct EventWriter {
 
 impl EventWriter {
     pub fn new(pool: Pool) -> Self {
-        Self { pool, queue: Vec::new(), flushing: false }
+        Self {
+            pool,
+            queue: Vec::new(),
+            flushing: false,
+        }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -204,14 +208,20 @@ async fn listen_once(
     last_prune: &mut Instant,
 ) -> anyhow::Result<()> {
     let mut listener = AsyncPgConnection::establish(url).await?;
-    diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut listener).await?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(&mut listener)
+        .await?;
     let mut reader = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
     if cursor.is_none() {
         // A fresh process delivers what happens from now on.
         let start: MaxId = diesel::sql_query("SELECT COALESCE(MAX(_id), 0)::BIGINT AS max_id FROM event_log")
             .get_result(&mut *reader)
             .await?;
-        *cursor = Some(Cursor { floor: start.max_id, above: BTreeSet::new(), holes: HashMap::new() });
+        *cursor = Some(Cursor {
+            floor: start.max_id,
+            above: BTreeSet::new(),
+            holes: HashMap::new(),
+        });
     }
     log::info!("event listener: listening on channel {CHANNEL}");
     drop(reader);
@@ -264,7 +274,11 @@ mod tests {
     #[test]
     fn cursor_waits_for_holes_then_skips_them() {
         let t0 = Instant::now();
-        let mut c = Cursor { floor: 0, above: BTreeSet::new(), holes: HashMap::new() };
+        let mut c = Cursor {
+            floor: 0,
+            above: BTreeSet::new(),
+            holes: HashMap::new(),
+        };
         assert!(c.take(1) && c.take(3));
         c.advance(t0);
         assert_eq!(c.floor, 1, "2 is a hole: wait for it");

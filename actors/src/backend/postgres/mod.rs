@@ -174,7 +174,9 @@ pub(crate) async fn org_pk(
     lock: bool,
 ) -> Result<Option<i64>, diesel::result::Error> {
     use parsec_schema::schema::organization::dsl as o;
-    let q = o::organization.filter(o::organization_id.eq(org.as_str())).select(o::_id);
+    let q = o::organization
+        .filter(o::organization_id.eq(org.as_str()))
+        .select(o::_id);
     if lock {
         q.for_no_key_update().first(conn).await.optional()
     } else {
@@ -247,7 +249,11 @@ pub async fn start_actors_on_database(url: &str, settings: crate::Settings) -> c
         settings,
         crate::EventBus::Postgres(writer),
     );
-    actix::spawn(events::listen(url.to_string(), store.pool().clone(), actors.broker.clone()));
+    actix::spawn(events::listen(
+        url.to_string(),
+        store.pool().clone(),
+        actors.broker.clone(),
+    ));
     // The listener starts from the log's end: let it get there first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     actors

@@ -9,7 +9,11 @@ use parsec_schema::schema::{organization, user_};
 use super::*;
 use crate::backend::*;
 
-internal_from_diesel!(OrganizationCreateError, OrganizationLookupError, OrganizationBootstrapError);
+internal_from_diesel!(
+    OrganizationCreateError,
+    OrganizationLookupError,
+    OrganizationBootstrapError
+);
 
 #[derive(Queryable)]
 struct OrgRow {
@@ -120,7 +124,9 @@ impl OrganizationBackend for PgStore {
 
     async fn stats(&self, id: &OrganizationId) -> Result<OrganizationStats, OrganizationLookupError> {
         let mut conn = self.conn().await?;
-        let org = org_pk(&mut conn, id, false).await?.ok_or(OrganizationLookupError::NotFound)?;
+        let org = org_pk(&mut conn, id, false)
+            .await?
+            .ok_or(OrganizationLookupError::NotFound)?;
         let now = ts(DateTime::now());
         let users: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = user_::table
             .filter(user_::organization.eq(org))
@@ -132,7 +138,11 @@ impl OrganizationBackend for PgStore {
             .map(|&profile| {
                 let of_profile = users.iter().filter(|(p, _)| p == profile.as_str());
                 let revoked = of_profile.clone().filter(|(_, r)| r.is_some_and(|r| r <= now)).count() as u64;
-                ProfileCount { profile, active: of_profile.count() as u64 - revoked, revoked }
+                ProfileCount {
+                    profile,
+                    active: of_profile.count() as u64 - revoked,
+                    revoked,
+                }
             })
             .collect();
         let active_users = users.iter().filter(|(_, r)| !r.is_some_and(|r| r <= now)).count() as u64;
@@ -161,7 +171,11 @@ impl OrganizationBackend for PgStore {
             // The organization row lock makes the bootstrap happen once.
             let row: Option<(i64, String, Option<Vec<u8>>)> = organization::table
                 .filter(organization::organization_id.eq(id.as_str()))
-                .select((organization::_id, organization::bootstrap_token, organization::root_verify_key))
+                .select((
+                    organization::_id,
+                    organization::bootstrap_token,
+                    organization::root_verify_key,
+                ))
                 .for_no_key_update()
                 .first(c)
                 .await

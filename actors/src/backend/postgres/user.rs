@@ -119,19 +119,23 @@ impl DeviceRow {
 }
 
 async fn users_by_id(conn: &mut AsyncPgConnection, org: i64, user_ids: &[String]) -> QueryResult<Vec<UserRow>> {
-    diesel::sql_query(format!("SELECT {USER_COLUMNS} WHERE u.organization = $1 AND u.user_id = ANY($2)"))
-        .bind::<BigInt, _>(org)
-        .bind::<Array<Text>, _>(user_ids)
-        .load(conn)
-        .await
+    diesel::sql_query(format!(
+        "SELECT {USER_COLUMNS} WHERE u.organization = $1 AND u.user_id = ANY($2)"
+    ))
+    .bind::<BigInt, _>(org)
+    .bind::<Array<Text>, _>(user_ids)
+    .load(conn)
+    .await
 }
 
 async fn devices_by_id(conn: &mut AsyncPgConnection, org: i64, device_ids: &[String]) -> QueryResult<Vec<DeviceRow>> {
-    diesel::sql_query(format!("SELECT {DEVICE_COLUMNS} WHERE d.organization = $1 AND d.device_id = ANY($2)"))
-        .bind::<BigInt, _>(org)
-        .bind::<Array<Text>, _>(device_ids)
-        .load(conn)
-        .await
+    diesel::sql_query(format!(
+        "SELECT {DEVICE_COLUMNS} WHERE d.organization = $1 AND d.device_id = ANY($2)"
+    ))
+    .bind::<BigInt, _>(org)
+    .bind::<Array<Text>, _>(device_ids)
+    .load(conn)
+    .await
 }
 
 /// Row id of a certifier device (`None` = the root key).
@@ -150,7 +154,12 @@ async fn certifier_pk(
 }
 
 /// Inserts a device of the user `user_pk`; unique violation → already exists.
-async fn insert_device(conn: &mut AsyncPgConnection, org: i64, user_pk: i64, d: &Device) -> Result<(), DeviceCreateError> {
+async fn insert_device(
+    conn: &mut AsyncPgConnection,
+    org: i64,
+    user_pk: i64,
+    d: &Device,
+) -> Result<(), DeviceCreateError> {
     let certifier = certifier_pk(conn, org, &d.device_certifier).await?;
     let inserted = diesel::insert_into(device::table)
         .values((
@@ -276,13 +285,20 @@ impl UserBackend for PgStore {
                 .load(&mut conn)
                 .await?;
         let user = user_row.into_user()?;
-        let devices = devices.into_iter().map(DeviceRow::into_device).collect::<Result<Vec<_>, _>>()?;
+        let devices = devices
+            .into_iter()
+            .map(DeviceRow::into_device)
+            .collect::<Result<Vec<_>, _>>()?;
 
         // Closure over certifiers (commands.md §3.1), one query per level.
         let mut frontier: Vec<String> = Vec::new();
         frontier.extend(user.user_certifier.iter().map(ToString::to_string));
         frontier.extend(user.revoked_user_certifier.iter().map(ToString::to_string));
-        frontier.extend(devices.iter().filter_map(|d| d.device_certifier.as_ref().map(ToString::to_string)));
+        frontier.extend(
+            devices
+                .iter()
+                .filter_map(|d| d.device_certifier.as_ref().map(ToString::to_string)),
+        );
         let mut seen_devices: HashSet<String> = HashSet::new();
         let mut seen_users: HashSet<String> = HashSet::new();
         let mut out = UserWithTrustchain {
@@ -347,9 +363,12 @@ impl UserBackend for PgStore {
             let org = org_pk(c, org_id, true)
                 .await?
                 .ok_or_else(|| Internal(anyhow::anyhow!("device_create in unknown organization {org_id}")))?;
-            let user = user_pk(c, org, &device.device_id.user_id())
-                .await?
-                .ok_or_else(|| Internal(anyhow::anyhow!("device_create for unknown user of {}", device.device_id)))?;
+            let user = user_pk(c, org, &device.device_id.user_id()).await?.ok_or_else(|| {
+                Internal(anyhow::anyhow!(
+                    "device_create for unknown user of {}",
+                    device.device_id
+                ))
+            })?;
             insert_device(c, org, user, &device).await
         })
         .await
@@ -387,12 +406,21 @@ impl UserBackend for PgStore {
     async fn find_humans(&self, org: &OrganizationId, query: &HumanFindQuery) -> Result<HumanFindPage, Internal> {
         let mut conn = self.conn().await?;
         let Some(org) = org_pk(&mut conn, org, false).await? else {
-            return Ok(HumanFindPage { results: Vec::new(), total: 0 });
+            return Ok(HumanFindPage {
+                results: Vec::new(),
+                total: 0,
+            });
         };
         type Row = (String, Option<String>, Option<String>, Ts, Option<Ts>);
         let rows: Vec<Row> = user_::table
             .filter(user_::organization.eq(org))
-            .select((user_::user_id, user_::human_email, user_::human_label, user_::created_on, user_::revoked_on))
+            .select((
+                user_::user_id,
+                user_::human_email,
+                user_::human_label,
+                user_::created_on,
+                user_::revoked_on,
+            ))
             .load(&mut conn)
             .await?;
         let rows = rows
