@@ -43,14 +43,15 @@ OURS="$CARGO_TARGET_DIR/release/parsec-server"
 LOAD="$CARGO_TARGET_DIR/release/parsec-load"
 
 # ------------------------------------------------------------ reference server
-if [ ! -x "$REF_VENV/bin/parsec" ] || ! "$REF_VENV/bin/python" -c 'import parsec.backend' 2>/dev/null; then
-  note "installing parsec-cloud[backend]==2.10.0 into $REF_VENV"
-  python3 -m venv "$REF_VENV"
-  "$REF_VENV/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.10.0"
-fi
-# The 2.10 package needs our Python 3.11 shim (see tests/interop/support).
+[ -x "$REF_VENV/bin/python" ] || python3 -m venv "$REF_VENV"
+# The 2.10 package needs our Python 3.11 shim (see tests/interop/support),
+# in place before anything imports it.
 SITE="$("$REF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 install -m 0644 "$ROOT/tests/interop/support/sitecustomize.py" "$SITE/sitecustomize.py"
+if ! "$REF_VENV/bin/python" -c 'import parsec.backend' 2>/dev/null; then
+  note "installing parsec-cloud[backend]==2.10.0 into $REF_VENV"
+  "$REF_VENV/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.10.0"
+fi
 
 # ------------------------------------------------------------ PostgreSQL
 eval "$("$ROOT/scripts/pg-start.sh")"

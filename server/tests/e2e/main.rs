@@ -8,6 +8,7 @@ mod common;
 mod fanout;
 mod garbage;
 mod handshake;
+mod migrations;
 mod multi;
 mod ops;
 mod pg_resilience;
