@@ -98,7 +98,7 @@ run() { # port pid scenario → JSON
   "$LOAD" "$3" --addr "parsec://127.0.0.1:$1?no_ssl=true" --clients "$CLIENTS" --duration "$DURATION" \
     --server-pid "$2" --json -q "${extra[@]}" 2>>"$WORK/load.err" || true
 }
-field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read() or "{}"); v=d
+field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip() or "{}"); v=d
 for k in sys.argv[1].split("."): v=v.get(k) if isinstance(v,dict) else None
 print("-" if v is None else (round(v,2) if isinstance(v,float) else v))' "$1"; }
 
