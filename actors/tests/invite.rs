@@ -32,7 +32,7 @@ use actix_web::{App, HttpRequest, HttpServer, web};
 use async_trait::async_trait;
 use ed25519_dalek::{Signer, SigningKey};
 use parsec_actors::backend::*;
-use parsec_actors::broker::{ConnInfo, Push, Register, Subscribe};
+use parsec_actors::broker::Push;
 use parsec_actors::client::{AuthenticatedClient, InvitedClient};
 use parsec_actors::email::{self, BackendAddr, InvitationEmail, Mailer, SendError, SmtpConfig, SmtpMailer};
 use parsec_actors::event::Event;
@@ -44,6 +44,9 @@ use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "support/events.rs"]
+mod events;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -339,89 +342,24 @@ impl Env {
 
     /// Registers `dev` with the broker as a subscribed connection.
     async fn listen(&self, dev: &Dev) -> Listener {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let addr = Collector { events: events.clone() }.start();
-        let c = &dev.client;
-        let info = ConnInfo {
-            conn_id: c.conn_id,
-            org: c.org.clone(),
-            user_id: c.user_id.clone(),
-            device_id: c.device_id.clone(),
-            profile: c.profile,
-        };
-        let overflowed = Arc::new(Default::default());
-        self.actors
-            .broker
-            .send(Register {
-                info,
-                addr: addr.clone().recipient(),
-                overflowed,
-            })
-            .await
-            .unwrap();
-        let subscribe = Subscribe {
-            org: c.org.clone(),
-            conn_id: c.conn_id,
-            realms: Default::default(),
-        };
-        self.actors.broker.send(subscribe).await.unwrap();
-        Listener {
-            broker: self.actors.broker.clone(),
-            org: self.org.clone(),
-            addr,
-            events,
-        }
+        Listener(events::subscribe(&self.actors, &dev.client, Default::default()).await)
     }
 }
 
-struct Collector {
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Push> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: Push, _: &mut Self::Context) {
-        if let Push::Event(v) = msg {
-            self.events.lock().unwrap().push(v);
-        }
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
-}
-
-struct Listener {
-    broker: Addr<parsec_actors::broker::Broker>,
-    org: OrganizationId,
-    addr: Addr<Collector>,
-    events: Arc<Mutex<Vec<Value>>>,
-}
+/// Events received by one subscribed device.
+struct Listener(events::Subscribed);
 
 impl Listener {
     /// `(token, invitation_status)` of the events delivered so far; drains them.
     async fn statuses(&self) -> Vec<(Uuid, String)> {
-        // Mailboxes are FIFO: once the broker answered a later message it has
-        // handled every earlier publication, and the same for the collector.
-        let probe = Subscribe {
-            org: self.org.clone(),
-            conn_id: u64::MAX,
-            realms: Default::default(),
-        };
-        self.broker.send(probe).await.unwrap();
-        self.addr.send(Flush).await.unwrap();
-        let events = std::mem::take(&mut *self.events.lock().unwrap());
-        events
+        self.0
+            .drain()
+            .await
             .iter()
+            .filter_map(|p| match p {
+                Push::Event(e) => Some(e),
+                _ => None,
+            })
             .map(|e| {
                 assert_eq!(field(e, "event").as_str(), Some("invite.status_changed"), "{e:?}");
                 (

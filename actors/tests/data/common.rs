@@ -7,12 +7,10 @@
 //! PostgreSQL database with `PARSEC_TEST_DB=postgresql`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use actix::prelude::*;
 use ed25519_dalek::{Signer, SigningKey};
 use parsec_actors::backend::{Backends, Device, User, UserRevocation};
-use parsec_actors::broker::{ConnInfo, Push, Register, Subscribe};
+use parsec_actors::broker::Push;
 use parsec_actors::client::AuthenticatedClient;
 use parsec_actors::organization::{self, BootstrapRequest, CreateOrganization};
 use parsec_actors::{Actors, Settings, realm};
@@ -20,6 +18,9 @@ use parsec_protocol::certif::{self, DeviceCertificate, RealmRoleCertificate, Use
 use parsec_protocol::cmds::authenticated as req;
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
+
+#[path = "../support/events.rs"]
+mod events;
 
 pub fn new_key() -> SigningKey {
     SigningKey::from_bytes(&rand::random::<[u8; 32]>())
@@ -353,97 +354,27 @@ impl Env {
 
     /// Registers `dev` with the broker and subscribes it as `events_subscribe` does.
     pub async fn listen(&self, dev: &Dev) -> Listener {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let addr = Collector { events: events.clone() }.start();
-        let c = &dev.client;
-        let info = ConnInfo {
-            conn_id: c.conn_id,
-            org: c.org.clone(),
-            user_id: c.user_id.clone(),
-            device_id: c.device_id.clone(),
-            profile: c.profile,
-        };
-        let overflowed = Arc::new(Default::default());
-        self.actors
-            .broker
-            .send(Register {
-                info,
-                addr: addr.clone().recipient(),
-                overflowed,
-            })
-            .await
-            .unwrap();
-        let realms = realm::realms_for_user(&self.actors, c).await.unwrap();
-        self.actors
-            .broker
-            .send(Subscribe {
-                org: c.org.clone(),
-                conn_id: c.conn_id,
-                realms,
-            })
-            .await
-            .unwrap();
-        Listener {
-            actors: self.actors.clone(),
-            org: self.org.clone(),
-            addr,
-            events,
-        }
+        let realms = realm::realms_for_user(&self.actors, &dev.client).await.unwrap();
+        Listener(events::subscribe(&self.actors, &dev.client, realms).await)
     }
 }
 
 // ------------------------------------------------------------------ events
 
-struct Collector {
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Push> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: Push, _: &mut Self::Context) {
-        if let Push::Event(v) = msg {
-            self.events.lock().unwrap().push(v);
-        }
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
-}
-
 /// Events received by one subscribed device.
-pub struct Listener {
-    actors: Actors,
-    org: OrganizationId,
-    addr: Addr<Collector>,
-    events: Arc<Mutex<Vec<Value>>>,
-}
+pub struct Listener(events::Subscribed);
 
 impl Listener {
     /// Every event delivered so far, as (name, event); drains them.
     pub async fn take(&self) -> Vec<(String, Value)> {
-        // Mailboxes are FIFO: once the broker answered a later message, it
-        // has handled every publication before it; same for the collector.
-        let probe = Subscribe {
-            org: self.org.clone(),
-            conn_id: u64::MAX,
-            realms: Default::default(),
-        };
-        self.actors.broker.send(probe).await.unwrap();
-        self.addr.send(Flush).await.unwrap();
-        let events = std::mem::take(&mut *self.events.lock().unwrap());
-        events
+        self.0
+            .drain()
+            .await
             .into_iter()
-            .map(|e| (field(&e, "event").as_str().unwrap().to_string(), e))
+            .filter_map(|p| match p {
+                Push::Event(e) => Some((field(&e, "event").as_str().unwrap().to_string(), e)),
+                _ => None,
+            })
             .collect()
     }
 

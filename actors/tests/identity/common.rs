@@ -5,12 +5,11 @@
 //! broker like a subscribed connection (it also sees connection closes).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use actix::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ed25519_dalek::{Signer, SigningKey};
-use parsec_actors::broker::{ConnInfo, Push, Register, Subscribe};
+use parsec_actors::broker::Push;
 use parsec_actors::client::AuthenticatedClient;
 use parsec_actors::organization::{self, BootstrapRequest, CreateOrganization};
 use parsec_actors::{Actors, Settings, user};
@@ -18,6 +17,9 @@ use parsec_protocol::certif::{self, DeviceCertificate, RevokedUserCertificate, U
 use parsec_protocol::cmds::authenticated as req;
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
+
+#[path = "../support/events.rs"]
+mod events;
 
 pub fn new_key() -> SigningKey {
     SigningKey::from_bytes(&rand::random::<[u8; 32]>())
@@ -298,89 +300,21 @@ impl Env {
 
     /// Registers `dev` with the broker and subscribes it as `events_subscribe` does.
     pub async fn listen(&self, dev: &Dev) -> Listener {
-        let pushed = Arc::new(Mutex::new(Vec::new()));
-        let addr = Collector { pushed: pushed.clone() }.start();
-        let c = &dev.client;
-        let info = ConnInfo {
-            conn_id: c.conn_id,
-            org: c.org.clone(),
-            user_id: c.user_id.clone(),
-            device_id: c.device_id.clone(),
-            profile: c.profile,
-        };
-        let overflowed = Arc::new(Default::default());
-        let register = Register {
-            info,
-            addr: addr.clone().recipient(),
-            overflowed,
-        };
-        self.actors.broker.send(register).await.unwrap();
-        let subscribe = Subscribe {
-            org: c.org.clone(),
-            conn_id: c.conn_id,
-            realms: Default::default(),
-        };
-        self.actors.broker.send(subscribe).await.unwrap();
-        Listener {
-            actors: self.actors.clone(),
-            org: self.org.clone(),
-            addr,
-            pushed,
-        }
+        Listener(events::subscribe(&self.actors, &dev.client, Default::default()).await)
     }
 }
 
 // ------------------------------------------------------------------ events
 
-struct Collector {
-    pushed: Arc<Mutex<Vec<Push>>>,
-}
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Push> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: Push, _: &mut Self::Context) {
-        self.pushed.lock().unwrap().push(msg);
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for Collector {
-    type Result = ();
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
-}
-
 /// What the broker pushed to one subscribed connection.
-pub struct Listener {
-    actors: Actors,
-    org: OrganizationId,
-    addr: Addr<Collector>,
-    pushed: Arc<Mutex<Vec<Push>>>,
-}
+pub struct Listener(events::Subscribed);
 
 impl Listener {
     /// Everything pushed so far, drained: event names, and `"<close>"` for a close.
     pub async fn take(&self) -> Vec<String> {
-        if matches!(self.actors.events, parsec_actors::EventBus::Postgres(_)) {
-            barrier(&self.actors).await;
-        }
-        // Mailboxes are FIFO: once the broker answered a later message, it
-        // has handled every publication before it; same for the collector.
-        let probe = Subscribe {
-            org: self.org.clone(),
-            conn_id: u64::MAX,
-            realms: Default::default(),
-        };
-        self.actors.broker.send(probe).await.unwrap();
-        self.addr.send(Flush).await.unwrap();
-        let pushed = std::mem::take(&mut *self.pushed.lock().unwrap());
-        pushed
+        self.0
+            .drain()
+            .await
             .into_iter()
             .map(|p| match p {
                 Push::Close => "<close>".to_string(),
@@ -390,50 +324,6 @@ impl Listener {
             })
             .collect()
     }
-}
-
-/// On PostgreSQL, events reach the broker through the event log: publish a
-/// marker event after everything published so far and wait until the broker
-/// delivers it, which it does in log order, so after every earlier event.
-async fn barrier(actors: &Actors) {
-    let org = OrganizationId::parse(&format!("Barrier{}", NEXT_CONN.fetch_add(1, Ordering::Relaxed))).unwrap();
-    let pushed = Arc::new(Mutex::new(Vec::new()));
-    let addr = Collector { pushed: pushed.clone() }.start();
-    let conn_id = u64::MAX - 1;
-    let info = ConnInfo {
-        conn_id,
-        org: org.clone(),
-        user_id: UserId::parse("barrier").unwrap(),
-        device_id: DeviceId::parse("barrier@barrier").unwrap(),
-        profile: UserProfile::Admin,
-    };
-    actors
-        .broker
-        .send(Register {
-            info,
-            addr: addr.clone().recipient(),
-            overflowed: Default::default(),
-        })
-        .await
-        .unwrap();
-    actors
-        .broker
-        .send(Subscribe {
-            org: org.clone(),
-            conn_id,
-            realms: Default::default(),
-        })
-        .await
-        .unwrap();
-    actors.publish(parsec_actors::event::Event::PkiEnrollmentUpdated { org });
-    for _ in 0..200 {
-        addr.send(Flush).await.unwrap();
-        if !pushed.lock().unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the barrier event never came back through the event log");
 }
 
 // ------------------------------------------------------------------ payloads
