@@ -10,6 +10,7 @@
 #
 #   scripts/bench.sh                        # every scenario, 10 s each, 50 clients
 #   BENCH_DURATION=5 BENCH_SCENARIOS="ping vlob_read" scripts/bench.sh
+#   BENCH_REFERENCE=0 BENCH_PGBENCH=0 scripts/bench.sh   # ours only (quick iterations)
 #
 # Needs what scripts/test.sh installs (PostgreSQL, python3-venv) and PyPI.
 set -euo pipefail
@@ -22,6 +23,7 @@ CLIENTS="${BENCH_CLIENTS:-50}"
 SCENARIOS="${BENCH_SCENARIOS:-ping vlob_create vlob_read vlob_update block_create block_read handshake fanout mix}"
 OUT="${BENCH_OUT:-$ROOT/bench-results.md}"
 REF_VENV="${PARSEC_BENCH_REF_VENV:-$HOME/.cache/parsec-bench-ref-venv}"
+WITH_REF="${BENCH_REFERENCE:-1}"
 TOKEN=s3cr3t
 
 note() { printf '[bench] %s\n' "$*" >&2; }
@@ -43,14 +45,16 @@ OURS="$CARGO_TARGET_DIR/release/parsec-server"
 LOAD="$CARGO_TARGET_DIR/release/parsec-load"
 
 # ------------------------------------------------------------ reference server
-[ -x "$REF_VENV/bin/python" ] || python3 -m venv "$REF_VENV"
-# The 2.10 package needs our Python 3.11 shim (see tests/interop/support),
-# in place before anything imports it.
-SITE="$("$REF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-install -m 0644 "$ROOT/tests/interop/support/sitecustomize.py" "$SITE/sitecustomize.py"
-if ! "$REF_VENV/bin/python" -c 'import parsec.backend' 2>/dev/null; then
-  note "installing parsec-cloud[backend]==2.10.0 into $REF_VENV"
-  "$REF_VENV/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.10.0"
+if [ "$WITH_REF" = 1 ]; then
+  [ -x "$REF_VENV/bin/python" ] || python3 -m venv "$REF_VENV"
+  # The 2.10 package needs our Python 3.11 shim (see tests/interop/support),
+  # in place before anything imports it.
+  SITE="$("$REF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  install -m 0644 "$ROOT/tests/interop/support/sitecustomize.py" "$SITE/sitecustomize.py"
+  if ! "$REF_VENV/bin/python" -c 'import parsec.backend' 2>/dev/null; then
+    note "installing parsec-cloud[backend]==2.10.0 into $REF_VENV"
+    "$REF_VENV/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.10.0"
+  fi
 fi
 
 # ------------------------------------------------------------ PostgreSQL
@@ -59,7 +63,7 @@ PG_DIR="$PARSEC_TEST_PG_DIR"
 PG="$PARSEC_TEST_PG_URL"
 for db in ours ref pgbench; do psql -q "$PG/postgres" -c "CREATE DATABASE $db"; done
 "$OURS" migrate --db "$PG/ours" >/dev/null
-"$REF_VENV/bin/parsec" backend migrate --db "$PG/ref" >/dev/null 2>&1
+[ "$WITH_REF" != 1 ] || "$REF_VENV/bin/parsec" backend migrate --db "$PG/ref" >/dev/null 2>&1
 
 # pgbench: 1 KiB single-row inserts, primary-key selects, 50 clients.
 psql -q "$PG/pgbench" -c "CREATE TABLE kv (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL)"
@@ -70,9 +74,23 @@ pgbench_tps() {
   "$PARSEC_TEST_PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$1" "$PG/pgbench" 2>/dev/null |
     awk '/^tps = /{print int($3)}'
 }
-note "pgbench insert / select ($CLIENTS clients, ${DURATION}s)"
-PG_INSERT="$(pgbench_tps "$WORK/insert.sql")"
-PG_SELECT="$(pgbench_tps "$WORK/select.sql")"
+# The blockstore's own bound (ours and the reference use `--blockstore
+# POSTGRESQL`): 64 KiB of incompressible bytes (like encrypted blocks),
+# inserted as a row, read back by primary key.
+psql -q "$PG/pgbench" -c "CREATE TABLE blk_src (v BYTEA NOT NULL)"
+psql -q "$PG/pgbench" -c "INSERT INTO blk_src SELECT string_agg(decode(md5(random()::text || g), 'hex'), ''::bytea) FROM generate_series(1, 4096) g"
+psql -q "$PG/pgbench" -c "CREATE TABLE blk (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL)"
+psql -q "$PG/pgbench" -c "INSERT INTO blk (v) SELECT v FROM blk_src, generate_series(1, 2000)"
+echo "INSERT INTO blk (v) SELECT v FROM blk_src;" >"$WORK/block-insert.sql"
+printf '\\set id random(1, 2000)\nSELECT v FROM blk WHERE id = :id;\n' >"$WORK/block-select.sql"
+note "pgbench insert / select, 1 KiB rows and 64 KiB blocks ($CLIENTS clients, ${DURATION}s)"
+PG_INSERT=- PG_SELECT=- PG_BLOCK_INSERT=- PG_BLOCK_SELECT=-
+if [ "${BENCH_PGBENCH:-1}" = 1 ]; then
+  PG_INSERT="$(pgbench_tps "$WORK/insert.sql")"
+  PG_SELECT="$(pgbench_tps "$WORK/select.sql")"
+  PG_BLOCK_INSERT="$(pgbench_tps "$WORK/block-insert.sql")"
+  PG_BLOCK_SELECT="$(pgbench_tps "$WORK/block-select.sql")"
+fi
 
 # ------------------------------------------------------------ servers
 start() { # name command... ; echoes "port pid"
@@ -90,7 +108,8 @@ start() { # name command... ; echoes "port pid"
 }
 COMMON=(--blockstore POSTGRESQL --administration-token "$TOKEN" --email-host MOCKED --email-sender no-reply@parsec.com)
 read -r OURS_PORT OURS_PID < <(start ours "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}")
-read -r REF_PORT REF_PID < <(start ref "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}")
+REF_PORT="" REF_PID=""
+[ "$WITH_REF" != 1 ] || read -r REF_PORT REF_PID < <(start ref "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}")
 
 run() { # port pid scenario → JSON
   local extra=()
@@ -108,12 +127,14 @@ print("-" if v is None else (round(v,2) if isinstance(v,float) else v))' "$1"; }
   for s in $SCENARIOS; do
     note "scenario $s"
     o="$(run "$OURS_PORT" "$OURS_PID" "$s")"
-    r="$(run "$REF_PORT" "$REF_PID" "$s")"
+    r="{}"
+    [ "$WITH_REF" != 1 ] || r="$(run "$REF_PORT" "$REF_PID" "$s")"
     ot="$(field throughput_rps <<<"$o")"; rt="$(field throughput_rps <<<"$r")"
     ratio="$(python3 -c 'import sys; a,b=sys.argv[1:]; print("%.1fx" % (float(a)/float(b)) if b not in ("-","0","0.0") and a != "-" else "-")' "$ot" "$rt")"
     echo "| $s | $ot | $(field latency_ms.p99 <<<"$o") | $(field server_cpu_ms_per_request <<<"$o") | $rt | $(field latency_ms.p99 <<<"$r") | $(field server_cpu_ms_per_request <<<"$r") | $ratio |"
   done
   echo
-  echo "PostgreSQL alone (pgbench, $CLIENTS clients, ${DURATION}s): $PG_INSERT single-row 1 KiB inserts/s, $PG_SELECT primary-key selects/s."
+  echo "PostgreSQL alone (pgbench, $CLIENTS clients, ${DURATION}s): $PG_INSERT single-row 1 KiB inserts/s, $PG_SELECT primary-key selects/s;"
+  echo "as a blockstore: $PG_BLOCK_INSERT 64 KiB block inserts/s, $PG_BLOCK_SELECT 64 KiB block selects/s."
 } | tee "$OUT"
 note "written to $OUT"

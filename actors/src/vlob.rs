@@ -10,8 +10,16 @@
 //! the realm, role and ordering checks and writes in one atomic step
 //! (commands.md §9.1). `realm.vlobs_updated` is published only once the
 //! write succeeded, with the checkpoint the write got.
+//!
+//! Writes are group-committed: while an organization's batch runs, its new
+//! writes queue up, and go together in the next [`VlobBackend::write_batch`]
+//! (at most [`MAX_BATCH`], one write per vlob, arrival order). Writers into
+//! one realm are serialised by its lock anyway; one transaction for many of
+//! them turns a lock hold per write into one per batch. A batch has the
+//! outcomes its writes would have one after the other, so batching changes
+//! no answer; the queue is bounded by the sessions' own request bounds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -29,15 +37,92 @@ use crate::event::Event;
 use crate::realm::{realm_not_found, realm_not_in_maintenance};
 use crate::{Actors, backend_handler};
 
+/// Most writes one batch carries.
+pub const MAX_BATCH: usize = 256;
+
 /// Owns the vlob backend.
 pub struct VlobActor {
     backend: Arc<dyn VlobBackend>,
+    /// Writes waiting for their organization's running batch to end.
+    writes: HashMap<OrganizationId, OrgWrites>,
+}
+
+#[derive(Default)]
+struct OrgWrites {
+    queue: VecDeque<PendingWrite>,
+    running: bool,
+}
+
+struct PendingWrite {
+    write: VlobWrite,
+    reply: tokio::sync::oneshot::Sender<VlobWritten>,
 }
 
 impl VlobActor {
     pub fn new(backend: Arc<dyn VlobBackend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            writes: HashMap::new(),
+        }
     }
+
+    /// Queues a write; the receiver gets its outcome.
+    fn enqueue(
+        &mut self,
+        org: OrganizationId,
+        write: VlobWrite,
+        ctx: &mut Context<Self>,
+    ) -> tokio::sync::oneshot::Receiver<VlobWritten> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let pending = self.writes.entry(org.clone()).or_default();
+        pending.queue.push_back(PendingWrite { write, reply });
+        self.start_batch(org, ctx);
+        outcome
+    }
+
+    /// Starts the organization's next batch unless one is running.
+    fn start_batch(&mut self, org: OrganizationId, ctx: &mut Context<Self>) {
+        let Some(pending) = self.writes.get_mut(&org) else {
+            return;
+        };
+        if pending.running {
+            return;
+        }
+        if pending.queue.is_empty() {
+            self.writes.remove(&org);
+            return;
+        }
+        // Arrival order, stopping before a second write to the same vlob:
+        // it must see the first one's outcome, so it waits for the next batch.
+        let mut seen = HashSet::new();
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH
+            && let Some(next) = pending.queue.front()
+            && seen.insert(next.write.vlob_id())
+        {
+            batch.extend(pending.queue.pop_front());
+        }
+        pending.running = true;
+        let (writes, replies): (Vec<VlobWrite>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
+        let backend = self.backend.clone();
+        let batch_org = org.clone();
+        let run = async move { backend.write_batch(&batch_org, &writes).await };
+        ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // The requester may be gone (connection closed): nothing to do.
+                let _ = reply.send(outcome);
+            }
+            if let Some(pending) = act.writes.get_mut(&org) {
+                pending.running = false;
+            }
+            act.start_batch(org, ctx);
+        }));
+    }
+}
+
+/// A batch answered nothing for this write: only a backend bug does that.
+fn no_outcome() -> Internal {
+    Internal(anyhow::anyhow!("vlob write batch gave no outcome"))
 }
 
 impl Actor for VlobActor {
@@ -107,9 +192,47 @@ pub struct SaveReencryptionBatch {
     pub req: VlobMaintenanceSaveReencryptionBatch,
 }
 
-backend_handler!(VlobActor, CreateVlob, |b, m| b.create(&m.org, &m.author, &m.req).await);
+impl Handler<CreateVlob> for VlobActor {
+    type Result = ResponseFuture<Result<u64, VlobCreateError>>;
+    fn handle(&mut self, m: CreateVlob, ctx: &mut Self::Context) -> Self::Result {
+        let outcome = self.enqueue(
+            m.org,
+            VlobWrite::Create {
+                author: m.author,
+                req: m.req,
+            },
+            ctx,
+        );
+        Box::pin(async move {
+            match outcome.await {
+                Ok(VlobWritten::Create(r)) => r,
+                _ => Err(no_outcome().into()),
+            }
+        })
+    }
+}
+
+impl Handler<UpdateVlob> for VlobActor {
+    type Result = ResponseFuture<Result<(Uuid, u64), VlobUpdateError>>;
+    fn handle(&mut self, m: UpdateVlob, ctx: &mut Self::Context) -> Self::Result {
+        let outcome = self.enqueue(
+            m.org,
+            VlobWrite::Update {
+                author: m.author,
+                req: m.req,
+            },
+            ctx,
+        );
+        Box::pin(async move {
+            match outcome.await {
+                Ok(VlobWritten::Update(r)) => r,
+                _ => Err(no_outcome().into()),
+            }
+        })
+    }
+}
+
 backend_handler!(VlobActor, ReadVlob, |b, m| b.read(&m.org, &m.user, &m.req).await);
-backend_handler!(VlobActor, UpdateVlob, |b, m| b.update(&m.org, &m.author, &m.req).await);
 backend_handler!(VlobActor, PollVlobChanges, |b, m| {
     b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint)
         .await

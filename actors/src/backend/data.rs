@@ -445,9 +445,61 @@ pub enum VlobMaintenanceError {
     Internal(#[from] Internal),
 }
 
+/// One vlob write of a batch (see [`VlobBackend::write_batch`]).
+#[derive(Debug)]
+pub enum VlobWrite {
+    Create { author: DeviceId, req: VlobCreate },
+    Update { author: DeviceId, req: VlobUpdate },
+}
+
+impl VlobWrite {
+    /// The vlob the write touches.
+    pub fn vlob_id(&self) -> Uuid {
+        match self {
+            VlobWrite::Create { req, .. } => req.vlob_id,
+            VlobWrite::Update { req, .. } => req.vlob_id,
+        }
+    }
+}
+
+/// The outcome of one [`VlobWrite`], as `create` or `update` would answer it.
+#[derive(Debug)]
+pub enum VlobWritten {
+    Create(Result<u64, VlobCreateError>),
+    Update(Result<(Uuid, u64), VlobUpdateError>),
+}
+
+/// Runs `writes` one after the other with `create` / `update`.
+pub async fn write_one_by_one<B: VlobBackend + ?Sized>(
+    backend: &B,
+    org: &OrganizationId,
+    writes: &[VlobWrite],
+) -> Vec<VlobWritten> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        outcomes.push(match write {
+            VlobWrite::Create { author, req } => VlobWritten::Create(backend.create(org, author, req).await),
+            VlobWrite::Update { author, req } => VlobWritten::Update(backend.update(org, author, req).await),
+        });
+    }
+    outcomes
+}
+
+/// Whether no two writes of `writes` touch the same vlob.
+pub fn distinct_vlobs(writes: &[VlobWrite]) -> bool {
+    let mut seen = HashSet::with_capacity(writes.len());
+    writes.iter().all(|w| seen.insert(w.vlob_id()))
+}
+
 /// Vlobs: versions, the realm change log, and re-encryption batches.
 #[async_trait]
 pub trait VlobBackend: Send + Sync {
+    /// Runs `writes` of one organization with the outcomes they would have
+    /// one after the other in this order (one outcome per write, in order).
+    /// A store may commit them together; the default runs them one by one.
+    async fn write_batch(&self, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
+        write_one_by_one(self, org, writes).await
+    }
     /// Writes version 1; returns the new checkpoint.
     async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError>;
     async fn read(&self, org: &OrganizationId, user: &UserId, req: &VlobRead)

@@ -13,6 +13,7 @@
 // `allow-unwrap-in-tests` covers; a failed unwrap here is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod batch;
 mod block;
 mod common;
 mod concurrency;

@@ -31,6 +31,7 @@
 mod block;
 mod realm;
 mod vlob;
+mod vlob_batch;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};

@@ -74,6 +74,10 @@ async fn write_version(
 
 #[async_trait]
 impl VlobBackend for PgStore {
+    async fn write_batch(&self, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
+        super::vlob_batch::write_batch(self, org, writes).await
+    }
+
     async fn create(
         &self,
         org: &OrganizationId,

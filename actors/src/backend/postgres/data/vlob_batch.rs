@@ -1,0 +1,559 @@
+//! PostgreSQL: many vlob writes of one organization in one transaction
+//! ([`VlobBackend::write_batch`]).
+//!
+//! Same checks and writes as `create` / `update` (see `vlob.rs`), set-wise:
+//! a fixed number of statements for the whole batch instead of a dozen per
+//! write, and each realm lock held once per batch instead of once per write.
+//!
+//! 1. The authors' row ids (organization `FOR KEY SHARE`, as [`author`]),
+//!    and the row ids of the vlobs the updates name.
+//! 2. Every realm the batch touches, locked in row id order (the order any
+//!    other batch takes them in, so batches never wait on each other in a
+//!    cycle), then, under those locks, the authors' last roles and the
+//!    updated vlobs' latest versions: nothing that decides an outcome can
+//!    change before commit.
+//! 3. The checks, in Rust and in batch order, with the rules of the
+//!    one-by-one path. The batch holds at most one write per vlob, so no
+//!    write's checks depend on another write of the batch.
+//! 4. The writes that passed: new `vlob` rows (`ON CONFLICT DO NOTHING`:
+//!    a missing row means the id was taken, `AlreadyExists`), their atoms,
+//!    each realm's checkpoint moved by its number of writes (consecutive
+//!    indexes, in batch order), the change log, `realm_user_change`.
+//!
+//! Anything unexpected (a database error, a batch with two writes on one
+//! vlob) makes the whole batch run again one write per transaction, so a
+//! failure never changes another write's outcome.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use diesel::sql_types::{Array, Bytea, Timestamptz};
+use diesel_async::AsyncConnection;
+use parsec_protocol::cmds::authenticated::{VlobCreate, VlobUpdate};
+
+use super::*;
+
+/// An author's row ids, by device id.
+type Authors = HashMap<String, Author>;
+
+/// Runs `writes` together (see the module documentation).
+pub(super) async fn write_batch(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
+    if writes.len() > 1 && distinct_vlobs(writes) {
+        match run(store, org, writes).await {
+            Ok(outcomes) => return outcomes,
+            Err(e) => log::warn!("vlob write batch of {}: {e:#}; writing one by one", writes.len()),
+        }
+    }
+    write_one_by_one(store, org, writes).await
+}
+
+/// One write that passed its checks, waiting to be stored.
+struct Accepted {
+    /// Index in the batch.
+    at: usize,
+    realm: i64,
+    /// `None` for a create until its `vlob` row is inserted.
+    vlob: Option<i64>,
+    version: i32,
+    author: Author,
+}
+
+async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Vec<VlobWritten>, Internal> {
+    let mut conn = store.conn().await?;
+    conn.transaction::<_, Internal, _>(async |c| {
+        let Snapshot {
+            authors,
+            updated,
+            realms,
+            roles,
+            latest,
+        } = snapshot(c, org, writes).await?;
+        let org_pk = authors
+            .values()
+            .next()
+            .map(|a| a.org)
+            .ok_or_else(|| unexpected("batch without authors"))?;
+
+        // 3. Checks.
+        let mut outcomes: Vec<Option<VlobWritten>> = Vec::with_capacity(writes.len());
+        let mut accepted = Vec::new();
+        for (at, write) in writes.iter().enumerate() {
+            let author_of = |device: &DeviceId| {
+                authors
+                    .get(device.as_str())
+                    .copied()
+                    .ok_or_else(|| unexpected("authenticated device not found"))
+            };
+            match write {
+                VlobWrite::Create { author, req } => {
+                    let author = author_of(author)?;
+                    let realm = realms.values().find(|r| r.realm.realm_id == req.realm_id);
+                    match check_create(realm.map(|r| &r.realm), author, req, &roles) {
+                        Ok(realm) => {
+                            accepted.push(Accepted {
+                                at,
+                                realm: realm.pk,
+                                vlob: None,
+                                version: 1,
+                                author,
+                            });
+                            outcomes.push(None);
+                        }
+                        Err(e) => outcomes.push(Some(VlobWritten::Create(Err(e)))),
+                    }
+                }
+                VlobWrite::Update { author, req } => {
+                    let author = author_of(author)?;
+                    match check_update(req, author, &updated, &realms, &roles, &latest) {
+                        Ok((realm, vlob, version)) => {
+                            accepted.push(Accepted {
+                                at,
+                                realm,
+                                vlob: Some(vlob),
+                                version,
+                                author,
+                            });
+                            outcomes.push(None);
+                        }
+                        Err(e) => outcomes.push(Some(VlobWritten::Update(Err(e)))),
+                    }
+                }
+            }
+        }
+
+        // 4. Writes.
+        insert_created_vlobs(c, org_pk, writes, &mut accepted, &mut outcomes).await?;
+        let checkpoints = store_versions(c, writes, &realms, &accepted).await?;
+        for (a, checkpoint) in accepted.iter().zip(checkpoints) {
+            outcomes[a.at] = Some(match &writes[a.at] {
+                VlobWrite::Create { .. } => VlobWritten::Create(Ok(checkpoint)),
+                VlobWrite::Update { .. } => {
+                    let realm_id = realms
+                        .get(&a.realm)
+                        .map(|r| r.realm.realm_id)
+                        .ok_or_else(|| unexpected("realm of a write not locked"))?;
+                    VlobWritten::Update(Ok((realm_id, checkpoint)))
+                }
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| unexpected("vlob write without outcome")))
+            .collect()
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ reads
+
+/// A locked realm and its checkpoint (stable while the lock is held).
+struct LockedRealm {
+    realm: Realm,
+    checkpoint: i64,
+}
+
+/// What decides the batch's outcomes, read under the realm locks.
+struct Snapshot {
+    authors: Authors,
+    /// Vlob id → (vlob row id, realm row id), for the vlobs updates name.
+    updated: HashMap<Uuid, (i64, i64)>,
+    /// By row id.
+    realms: BTreeMap<i64, LockedRealm>,
+    /// (realm, user) → last role certificate.
+    roles: HashMap<(i64, i64), LastRole>,
+    /// Vlob row id → latest version and its timestamp.
+    latest: HashMap<i64, (i32, Ts)>,
+}
+
+/// The five reads of a batch, sent at once on the connection (pipelined:
+/// PostgreSQL runs them in order, so the role and version reads, which come
+/// after the realm locks, see what the previous lock holders committed).
+/// They name rows by public ids, since no row id is known yet.
+async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Snapshot, Internal> {
+    #[derive(QueryableByName)]
+    struct AuthorRow {
+        #[diesel(sql_type = BigInt)]
+        org: i64,
+        #[diesel(sql_type = BigInt)]
+        device: i64,
+        #[diesel(sql_type = Text)]
+        device_id: String,
+        #[diesel(sql_type = BigInt)]
+        user_: i64,
+    }
+    #[derive(QueryableByName)]
+    struct VlobRow {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        vlob_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        _id: i64,
+        #[diesel(sql_type = BigInt)]
+        realm: i64,
+    }
+    #[derive(QueryableByName)]
+    struct LockedRow {
+        #[diesel(embed)]
+        realm: RealmRow,
+        #[diesel(sql_type = BigInt)]
+        checkpoint: i64,
+    }
+    #[derive(QueryableByName)]
+    struct RoleRow {
+        #[diesel(sql_type = BigInt)]
+        realm: i64,
+        #[diesel(sql_type = BigInt)]
+        user_: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        role: Option<String>,
+        #[diesel(sql_type = Timestamptz)]
+        certified_on: Ts,
+    }
+    #[derive(QueryableByName)]
+    struct LatestRow {
+        #[diesel(sql_type = BigInt)]
+        vlob: i64,
+        #[diesel(sql_type = Int4)]
+        version: i32,
+        #[diesel(sql_type = Timestamptz)]
+        created_on: Ts,
+    }
+
+    let devices: BTreeSet<&str> = writes
+        .iter()
+        .map(|w| match w {
+            VlobWrite::Create { author, .. } | VlobWrite::Update { author, .. } => author.as_str(),
+        })
+        .collect();
+    let devices: Vec<&str> = devices.into_iter().collect();
+    let mut created_in = BTreeSet::new();
+    let mut updated_ids = Vec::new();
+    for w in writes {
+        match w {
+            VlobWrite::Create { req, .. } => {
+                created_in.insert(req.realm_id);
+            }
+            VlobWrite::Update { req, .. } => updated_ids.push(req.vlob_id),
+        }
+    }
+    let created_in: Vec<Uuid> = created_in.into_iter().collect();
+    let org = org.as_str();
+
+    const ORG: &str = "(SELECT _id FROM organization WHERE organization_id = $1)";
+    // The realms the creates name ($2) and those of the updated vlobs ($3).
+    let realms_of_batch = format!(
+        "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN \
+         (SELECT realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($3)))"
+    );
+    let shared: &Conn = c;
+    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (shared, shared, shared, shared, shared);
+    let authors = diesel::sql_query(
+        "SELECT o._id AS org, d._id AS device, d.device_id, d.user_ FROM device d \
+         JOIN organization o ON o._id = d.organization \
+         WHERE o.organization_id = $1 AND d.device_id = ANY($2) FOR KEY SHARE OF o",
+    )
+    .bind::<Text, _>(org)
+    .bind::<Array<Text>, _>(&devices)
+    .load::<AuthorRow>(&mut c1);
+    let updated = diesel::sql_query(format!(
+        "SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)"
+    ))
+    .bind::<Text, _>(org)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
+    .load::<VlobRow>(&mut c2);
+    // Row id order: the order every batch locks realms in, so batches never
+    // wait on each other in a cycle.
+    let locked = diesel::sql_query(format!(
+        "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
+         d.device_id AS maintenance_started_by, r.maintenance_started_on, r.checkpoint \
+         FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by \
+         WHERE {realms_of_batch} ORDER BY r._id{}",
+        Lock::Update.clause()
+    ))
+    .bind::<Text, _>(org)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&created_in)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
+    .load::<LockedRow>(&mut c3);
+    let roles = diesel::sql_query(format!(
+        "SELECT DISTINCT ON (u.realm, u.user_) u.realm, u.user_, u.role, u.certified_on FROM realm_user_role u \
+         WHERE u.realm IN (SELECT r._id FROM realm r WHERE {realms_of_batch}) \
+         AND u.user_ IN (SELECT user_ FROM device WHERE organization = {ORG} AND device_id = ANY($4)) \
+         ORDER BY u.realm, u.user_, u.certified_on DESC, u._id DESC"
+    ))
+    .bind::<Text, _>(org)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&created_in)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
+    .bind::<Array<Text>, _>(&devices)
+    .load::<RoleRow>(&mut c4);
+    let latest = diesel::sql_query(format!(
+        "SELECT DISTINCT ON (a.vlob) a.vlob, a.version, a.created_on FROM vlob_atom a \
+         WHERE a.vlob IN (SELECT _id FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)) \
+         ORDER BY a.vlob, a.version DESC"
+    ))
+    .bind::<Text, _>(org)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
+    .load::<LatestRow>(&mut c5);
+    let (authors, updated, locked, roles, latest) =
+        futures_util::future::try_join5(authors, updated, locked, roles, latest).await?;
+
+    let authors = authors
+        .into_iter()
+        .map(|r| {
+            let author = Author {
+                org: r.org,
+                device: r.device,
+                user: r.user_,
+            };
+            (r.device_id, author)
+        })
+        .collect();
+    let updated = updated.into_iter().map(|r| (r.vlob_id, (r._id, r.realm))).collect();
+    let realms = locked
+        .into_iter()
+        .map(|row| {
+            let realm = row.realm.into_realm()?;
+            let locked = LockedRealm {
+                realm,
+                checkpoint: row.checkpoint,
+            };
+            Ok((locked.realm.pk, locked))
+        })
+        .collect::<Result<_, Internal>>()?;
+    let roles = roles
+        .into_iter()
+        .map(|r| {
+            let role = LastRole {
+                role: parse_role(r.role)?,
+                granted_on: dt(r.certified_on),
+            };
+            Ok(((r.realm, r.user_), role))
+        })
+        .collect::<Result<_, Internal>>()?;
+    let latest = latest
+        .into_iter()
+        .map(|r| (r.vlob, (r.version, r.created_on)))
+        .collect();
+    Ok(Snapshot {
+        authors,
+        updated,
+        realms,
+        roles,
+        latest,
+    })
+}
+
+// ----------------------------------------------------------------- checks
+
+/// The realm and role checks of a write (as `check_access` with `can_write`).
+fn check_write<'r>(
+    realm: Option<&'r Realm>,
+    author: Author,
+    encryption_revision: i64,
+    roles: &HashMap<(i64, i64), LastRole>,
+) -> Result<(&'r Realm, Option<LastRole>), Denied> {
+    let realm = realm.ok_or(Denied::RealmNotFound)?;
+    check_realm_state(&realm.status, OperationKind::DataWrite, Some(encryption_revision)).map_err(Denied::State)?;
+    let last = roles.get(&(realm.pk, author.user)).copied();
+    if !can_write(last.and_then(|r| r.role)) {
+        return Err(Denied::NotAllowed);
+    }
+    Ok((realm, last))
+}
+
+fn check_create<'r>(
+    realm: Option<&'r Realm>,
+    author: Author,
+    req: &VlobCreate,
+    roles: &HashMap<(i64, i64), LastRole>,
+) -> Result<&'r Realm, VlobCreateError> {
+    let (realm, last) = check_write(realm, author, req.encryption_revision, roles)?;
+    if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
+        return Err(VlobCreateError::RequireGreaterTimestamp(t));
+    }
+    Ok(realm)
+}
+
+/// Checks an update; returns its realm's and vlob's row ids and the version it writes.
+fn check_update(
+    req: &VlobUpdate,
+    author: Author,
+    updated: &HashMap<Uuid, (i64, i64)>,
+    realms: &BTreeMap<i64, LockedRealm>,
+    roles: &HashMap<(i64, i64), LastRole>,
+    latest: &HashMap<i64, (i32, Ts)>,
+) -> Result<(i64, i64, i32), VlobUpdateError> {
+    use VlobUpdateError as E;
+    let (vlob, realm) = *updated.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
+    let realm = realms.get(&realm).map(|r| &r.realm);
+    let (realm, last) = check_write(realm, author, req.encryption_revision, roles)?;
+    if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
+        return Err(E::RequireGreaterTimestamp(t));
+    }
+    let (latest, latest_on) = *latest.get(&vlob).ok_or(E::VlobNotFound)?;
+    let next = latest + 1;
+    if !same_revision(req.version, unsigned(next)?) {
+        return Err(E::BadVersion);
+    }
+    if dt(latest_on) > req.timestamp {
+        return Err(E::RequireGreaterTimestamp(dt(latest_on)));
+    }
+    Ok((realm.pk, vlob, next))
+}
+
+// ----------------------------------------------------------------- writes
+
+/// Inserts the `vlob` rows of the accepted creates; a create whose id is
+/// taken (by another realm's vlob, or a concurrent writer) is answered
+/// `AlreadyExists` and leaves `accepted`.
+async fn insert_created_vlobs(
+    c: &mut Conn,
+    org: i64,
+    writes: &[VlobWrite],
+    accepted: &mut Vec<Accepted>,
+    outcomes: &mut [Option<VlobWritten>],
+) -> Result<(), Internal> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        vlob_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        _id: i64,
+    }
+    let creates: Vec<(i64, Uuid)> = accepted
+        .iter()
+        .filter(|a| a.vlob.is_none())
+        .map(|a| (a.realm, writes[a.at].vlob_id()))
+        .collect();
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let (realms, ids): (Vec<i64>, Vec<Uuid>) = creates.into_iter().unzip();
+    let rows: Vec<Row> = diesel::sql_query(
+        "INSERT INTO vlob (organization, realm, vlob_id) \
+         SELECT $1, r, v FROM unnest($2::bigint[], $3::uuid[]) AS t(r, v) \
+         ON CONFLICT (organization, vlob_id) DO NOTHING RETURNING vlob_id, _id",
+    )
+    .bind::<BigInt, _>(org)
+    .bind::<Array<BigInt>, _>(&realms)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+    .load(c)
+    .await?;
+    let inserted: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.vlob_id, r._id)).collect();
+    accepted.retain_mut(|a| {
+        if a.vlob.is_some() {
+            return true;
+        }
+        match inserted.get(&writes[a.at].vlob_id()) {
+            Some(pk) => {
+                a.vlob = Some(*pk);
+                true
+            }
+            None => {
+                outcomes[a.at] = Some(VlobWritten::Create(Err(VlobCreateError::AlreadyExists)));
+                false
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Stores the accepted writes' atoms, change log entries, the realms' new
+/// checkpoints and `realm_user_change`, in one pipelined flight of three
+/// statements; returns each write's checkpoint, in order.
+async fn store_versions(
+    c: &mut Conn,
+    writes: &[VlobWrite],
+    realms: &BTreeMap<i64, LockedRealm>,
+    accepted: &[Accepted],
+) -> Result<Vec<u64>, Internal> {
+    if accepted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = accepted.len();
+    let (mut vlobs, mut revisions, mut versions) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut blobs, mut devices, mut stamps) = (
+        Vec::<&[u8]>::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut log_realms, mut log_indexes, mut checkpoints) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    // Under the lock, each realm's next indexes follow its checkpoint, in batch order.
+    let mut last_index: BTreeMap<i64, i64> = BTreeMap::new();
+    for a in accepted {
+        let (blob, timestamp) = match &writes[a.at] {
+            VlobWrite::Create { req, .. } => (&req.blob, req.timestamp),
+            VlobWrite::Update { req, .. } => (&req.blob, req.timestamp),
+        };
+        let realm = realms
+            .get(&a.realm)
+            .ok_or_else(|| unexpected("realm of a write not locked"))?;
+        let index = last_index.entry(a.realm).or_insert(realm.checkpoint);
+        *index += 1;
+        vlobs.push(a.vlob.ok_or_else(|| unexpected("accepted write without vlob row"))?);
+        revisions.push(realm.realm.revision());
+        versions.push(a.version);
+        blobs.push(blob);
+        devices.push(a.author.device);
+        stamps.push(ts(timestamp));
+        log_realms.push(a.realm);
+        log_indexes.push(*index);
+        checkpoints.push(unsigned(*index)?);
+    }
+    let (moved_realms, moved_to): (Vec<i64>, Vec<i64>) = last_index.into_iter().unzip();
+    // One row per (realm, user) per statement: the latest timestamp of the batch.
+    let mut last_write: BTreeMap<(i64, i64), Ts> = BTreeMap::new();
+    for (a, stamp) in accepted.iter().zip(&stamps) {
+        let slot = last_write.entry((a.realm, a.author.user)).or_insert(*stamp);
+        *slot = (*slot).max(*stamp);
+    }
+    let (mut change_realms, mut change_users, mut change_on) = (Vec::new(), Vec::new(), Vec::new());
+    for ((realm, user), on) in last_write {
+        change_realms.push(realm);
+        change_users.push(user);
+        change_on.push(on);
+    }
+
+    let shared: &Conn = c;
+    let (mut c1, mut c2, mut c3) = (shared, shared, shared);
+    // One write per vlob in a batch: the vlob identifies its atom.
+    let logged = diesel::sql_query(
+        "WITH a AS ( \
+           INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
+           SELECT v, e, n, b, octet_length(b), au, t \
+           FROM unnest($1::bigint[], $2::int4[], $3::int4[], $4::bytea[], $5::bigint[], $6::timestamptz[]) \
+           AS x(v, e, n, b, au, t) RETURNING _id, vlob) \
+         INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
+         SELECT y.r, y.i, a._id FROM unnest($1::bigint[], $7::bigint[], $8::bigint[]) AS y(v, r, i) \
+         JOIN a ON a.vlob = y.v",
+    )
+    .bind::<Array<BigInt>, _>(&vlobs)
+    .bind::<Array<Int4>, _>(&revisions)
+    .bind::<Array<Int4>, _>(&versions)
+    .bind::<Array<Bytea>, _>(&blobs)
+    .bind::<Array<BigInt>, _>(&devices)
+    .bind::<Array<Timestamptz>, _>(&stamps)
+    .bind::<Array<BigInt>, _>(&log_realms)
+    .bind::<Array<BigInt>, _>(&log_indexes)
+    .execute(&mut c1);
+    let moved = diesel::sql_query(
+        "UPDATE realm r SET checkpoint = x.c FROM unnest($1::bigint[], $2::bigint[]) AS x(id, c) WHERE r._id = x.id",
+    )
+    .bind::<Array<BigInt>, _>(&moved_realms)
+    .bind::<Array<BigInt>, _>(&moved_to)
+    .execute(&mut c2);
+    let changed = diesel::sql_query(
+        "INSERT INTO realm_user_change (realm, user_, last_vlob_update) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) \
+         ON CONFLICT (realm, user_) DO UPDATE \
+         SET last_vlob_update = GREATEST(realm_user_change.last_vlob_update, EXCLUDED.last_vlob_update)",
+    )
+    .bind::<Array<BigInt>, _>(&change_realms)
+    .bind::<Array<BigInt>, _>(&change_users)
+    .bind::<Array<Timestamptz>, _>(&change_on)
+    .execute(&mut c3);
+    let (logged, moved, _) = futures_util::future::try_join3(logged, moved, changed).await?;
+    if logged != n || moved != moved_realms.len() {
+        return Err(unexpected("vlob batch: change log or checkpoints not written"));
+    }
+    Ok(checkpoints)
+}
