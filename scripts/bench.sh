@@ -20,7 +20,8 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parsec-target}"
 DURATION="${BENCH_DURATION:-10}"
 CLIENTS="${BENCH_CLIENTS:-50}"
-SCENARIOS="${BENCH_SCENARIOS:-ping vlob_create vlob_read vlob_update block_create block_read handshake fanout mix}"
+# `name@N`: that scenario with N clients (fan-out: N listeners) instead of $CLIENTS.
+SCENARIOS="${BENCH_SCENARIOS:-ping vlob_create vlob_create@10 vlob_read vlob_update vlob_update@10 block_create block_read handshake fanout fanout@100 fanout@1000 mix}"
 OUT="${BENCH_OUT:-$ROOT/bench-results.md}"
 REF_VENV="${PARSEC_BENCH_REF_VENV:-$HOME/.cache/parsec-bench-ref-venv}"
 WITH_REF="${BENCH_REFERENCE:-1}"
@@ -32,7 +33,8 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/parsec-bench.XXXXXX")"
 PIDS=()
 PG_DIR=""
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # `start` runs in a subshell (`< <(start …)`): its pids are in a file.
+  for p in "${PIDS[@]}" $(cat "$WORK/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   [ -z "$PG_DIR" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
   rm -rf "$WORK"
 }
@@ -100,6 +102,7 @@ start() { # name command... ; echoes "port pid"
   "$@" -P "$port" --backend-addr "parsec://127.0.0.1:$port?no_ssl=true" >"$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  echo "$pid" >>"$WORK/pids"
   for _ in $(seq 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && { echo "$port $pid"; return; }
     sleep 0.1
@@ -111,10 +114,13 @@ read -r OURS_PORT OURS_PID < <(start ours "$OURS" run --db "$PG/ours" --log-leve
 REF_PORT="" REF_PID=""
 [ "$WITH_REF" != 1 ] || read -r REF_PORT REF_PID < <(start ref "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}")
 
-run() { # port pid scenario → JSON
-  local extra=()
-  [ "$3" != fanout ] || extra=(--listeners "$CLIENTS")
-  "$LOAD" "$3" --addr "parsec://127.0.0.1:$1?no_ssl=true" --clients "$CLIENTS" --duration "$DURATION" \
+run() { # port pid scenario[@N] → JSON
+  local name="${3%@*}" n="$CLIENTS" clients extra=()
+  [ "$name" = "$3" ] || n="${3#*@}"
+  clients="$n"
+  # Fan-out: N listeners and one writer.
+  [ "$name" != fanout ] || { extra=(--listeners "$n"); clients=1; }
+  "$LOAD" "$name" --addr "parsec://127.0.0.1:$1?no_ssl=true" --clients "$clients" --duration "$DURATION" \
     --server-pid "$2" --json -q "${extra[@]}" 2>>"$WORK/load.err" || true
 }
 field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip() or "{}"); v=d

@@ -8,7 +8,7 @@ use diesel::sql_types::{Bytea, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use parsec_protocol::types::*;
 
-use super::PgStore;
+use super::{PgStore, bind, prepared};
 use crate::blockstore::{BlockStore, BlockStoreError};
 
 /// Blocks in PostgreSQL.
@@ -36,34 +36,38 @@ fn unavailable(e: impl std::fmt::Display) -> BlockStoreError {
 impl BlockStore for PgBlockStore {
     async fn read(&self, org: &OrganizationId, block_id: Uuid) -> Result<Bytes, BlockStoreError> {
         let mut conn = self.store.conn().await.map_err(|e| unavailable(e.0))?;
-        let row: Option<DataRow> =
-            diesel::sql_query("SELECT data FROM block_data WHERE organization_id = $1 AND block_id = $2")
-                .bind::<Text, _>(org.as_str())
-                .bind::<SqlUuid, _>(block_id)
-                .get_result(&mut conn)
-                .await
-                .map(Some)
-                .or_else(|e| {
-                    if e == diesel::result::Error::NotFound {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(unavailable)?;
+        let (org, block_id) = (bind::<Text, _>(org.as_str()), bind::<SqlUuid, _>(block_id));
+        let row: Option<DataRow> = prepared(
+            "SELECT data FROM block_data WHERE organization_id = $1 AND block_id = $2",
+            &[&org, &block_id],
+        )
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(|e| {
+            if e == diesel::result::Error::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(unavailable)?;
         row.map(|r| Bytes::from(r.data)).ok_or(BlockStoreError::NotFound)
     }
 
     async fn create(&self, org: &OrganizationId, block_id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
         let mut conn = self.store.conn().await.map_err(|e| unavailable(e.0))?;
         // Idempotent: a second create of one key carries the same bytes.
-        diesel::sql_query(
+        let (org, block_id, data) = (
+            bind::<Text, _>(org.as_str()),
+            bind::<SqlUuid, _>(block_id),
+            bind::<Bytea, _>(&block[..]),
+        );
+        prepared(
             "INSERT INTO block_data (organization_id, block_id, data) VALUES ($1, $2, $3) \
              ON CONFLICT (organization_id, block_id) DO NOTHING",
+            &[&org, &block_id, &data],
         )
-        .bind::<Text, _>(org.as_str())
-        .bind::<SqlUuid, _>(block_id)
-        .bind::<Bytea, _>(&block[..])
         .execute(&mut conn)
         .await
         .map_err(unavailable)?;

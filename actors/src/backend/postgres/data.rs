@@ -4,9 +4,10 @@
 //! of [`crate::backend::data`]; what this module adds is how they hold when
 //! several server instances write at once:
 //!
-//! - Every method is one transaction (only `block_create` uses two, around
-//!   the block store write), and the requester's realm role is read in the
-//!   transaction that writes.
+//! - Every write is one transaction (only `block_create` uses two, around
+//!   the block store write; concurrent vlob writes share one, see
+//!   `vlob_batch`), and the requester's realm role is read in the
+//!   transaction that writes. Reads are one statement (one snapshot).
 //! - Writers that must be ordered lock the realm row first, then read the
 //!   role: vlob writes, role changes and maintenance take
 //!   `FOR NO KEY UPDATE` (the `UPDATE` strength; unlike `FOR UPDATE` it does
@@ -516,4 +517,87 @@ async fn deliver(
         recipient: recipient_id.clone(),
         index: unsigned(index)?,
     })
+}
+
+// =====================================================================
+// One-statement reads
+//
+// The read-only operations (`vlob_read`, `vlob_list_versions`,
+// `vlob_poll_changes`, `block_read`) run as ONE statement and no explicit
+// transaction: a single statement sees one snapshot, which is all the
+// transaction gave them. The statement brings back what every check needs
+// (the realm, the requester's latest role, the data), and Rust decides in
+// the order the checks always had ([`decide_access`]).
+//
+// Such a statement runs through [`prepared`] (one round trip, parsed and
+// planned once per connection).
+// =====================================================================
+
+/// `FROM` the organization `o` (`$1`) and the requesting user `u` (`$2`;
+/// no such user: NULLs, and no role anywhere).
+const FROM_REQUESTER: &str = "FROM organization o \
+     LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = $2";
+
+/// The [`MaybeRealmRow`] columns of the realm `r`, whose maintenance author
+/// [`MAINTENANCE_AUTHOR`] joins.
+const REALM_COLUMNS: &str = "r._id AS realm_pk, r.realm_id, r.encryption_revision, r.maintenance_type, \
+     md.device_id AS maintenance_started_by, r.maintenance_started_on";
+
+const MAINTENANCE_AUTHOR: &str = "LEFT JOIN device md ON md._id = r.maintenance_started_by";
+
+/// `lr.role`: the latest role of `u` in `r`, ordered as [`last_role`] does.
+const REQUESTER_ROLE: &str = "LEFT JOIN LATERAL (SELECT rr.role FROM realm_user_role rr \
+     WHERE rr.realm = r._id AND rr.user_ = u._id \
+     ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) lr ON TRUE";
+
+/// [`RealmRow`] of an outer join: all NULL when there is no realm.
+#[derive(QueryableByName)]
+struct MaybeRealmRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    realm_pk: Option<i64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
+    realm_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    encryption_revision: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    maintenance_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    maintenance_started_by: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    maintenance_started_on: Option<Ts>,
+}
+
+impl MaybeRealmRow {
+    fn into_realm(self) -> Result<Option<Realm>, Internal> {
+        let Some(pk) = self.realm_pk else { return Ok(None) };
+        let (Some(realm_id), Some(encryption_revision)) = (self.realm_id, self.encryption_revision) else {
+            return Err(unexpected("realm row without id or revision"));
+        };
+        let row = RealmRow {
+            _id: pk,
+            realm_id,
+            encryption_revision,
+            maintenance_type: self.maintenance_type,
+            maintenance_started_by: self.maintenance_started_by,
+            maintenance_started_on: self.maintenance_started_on,
+        };
+        row.into_realm().map(Some)
+    }
+}
+
+/// [`check_access`] on what one statement read: the realm (if any) and
+/// the requester's latest role (`lr.role`).
+fn decide_access(
+    realm: Option<Realm>,
+    role: Option<String>,
+    kind: OperationKind,
+    encryption_revision: Option<i64>,
+    allowed: fn(Option<RealmRole>) -> bool,
+) -> Result<Realm, Denied> {
+    let realm = realm.ok_or(Denied::RealmNotFound)?;
+    check_realm_state(&realm.status, kind, encryption_revision).map_err(Denied::State)?;
+    if !allowed(parse_role(role)?) {
+        return Err(Denied::NotAllowed);
+    }
+    Ok(realm)
 }

@@ -1,15 +1,18 @@
 //! The PostgreSQL store (`--db postgresql://...`), with diesel-async.
 //!
-//! Every trait method is one transaction that checks the invariants it
-//! guards and writes; row locks (`FOR UPDATE` on the organization, realm,
-//! user or invitation row) order concurrent writers, and constraints back
-//! them up, so that any number of server instances on one database behave as
-//! one server. No method holds a pooled connection while waiting for another.
+//! Every trait method that writes is one transaction that checks the
+//! invariants it guards and writes (a vlob write batch is one transaction
+//! for many writes); reads that need one snapshot are one statement. Row
+//! locks (`FOR UPDATE` on the organization, realm, user or invitation row)
+//! order concurrent writers, and constraints back them up, so that any
+//! number of server instances on one database behave as one server. No
+//! method holds a pooled connection while waiting for another.
 //!
 //! Layout: one module per domain (`organization`, `user`, `data`, `invite`,
 //! `pki`), each implementing its backend trait for [`PgStore`]; `events` is
 //! the durable event log and the LISTEN task that feeds the local broker;
-//! `blockstore` is the `POSTGRESQL` blockstore.
+//! `blockstore` is the `POSTGRESQL` blockstore; `prepared` runs hot
+//! statements as cached prepared statements.
 
 pub mod blockstore;
 mod data;
@@ -17,6 +20,7 @@ pub mod events;
 mod invite;
 mod organization;
 mod pki;
+mod prepared;
 mod user;
 
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use parsec_protocol::types::*;
 use parsec_schema::{Pool, PooledConnection};
 
 use super::Internal;
+pub(crate) use prepared::{BindValue, bind, prepared};
 
 /// A PostgreSQL-backed store. Cheap to clone (the pool is shared).
 #[derive(Clone)]

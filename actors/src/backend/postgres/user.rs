@@ -255,17 +255,65 @@ impl UserBackend for PgStore {
         org: &OrganizationId,
         device_id: &DeviceId,
     ) -> Result<(User, Device), UserLookupError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            user: UserRow,
+            #[diesel(sql_type = Text)]
+            device_id: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            device_label: Option<String>,
+            #[diesel(sql_type = Bytea)]
+            verify_key: Vec<u8>,
+            #[diesel(sql_type = Bytea)]
+            device_certificate: Vec<u8>,
+            #[diesel(sql_type = Bytea)]
+            redacted_device_certificate: Vec<u8>,
+            #[diesel(sql_type = Nullable<Text>)]
+            device_certifier: Option<String>,
+            #[diesel(sql_type = Timestamptz)]
+            device_created_on: Ts,
+        }
+        // The authenticated handshake's lookup: one statement (one snapshot,
+        // one round trip, prepared once per connection), no transaction.
+        // No row: no such organization, device or user.
+        const SQL: &str = "SELECT u._id, u.user_id, u.profile, u.human_email, u.human_label, u.user_certificate, \
+             u.redacted_user_certificate, uc.device_id AS user_certifier, u.created_on, u.revoked_on, \
+             u.revoked_user_certificate, rc.device_id AS revoked_user_certifier, \
+             d.device_id, d.device_label, d.verify_key, d.device_certificate, d.redacted_device_certificate, \
+             dc.device_id AS device_certifier, d.created_on AS device_created_on \
+             FROM organization o \
+             JOIN device d ON d.organization = o._id AND d.device_id = $2 \
+             LEFT JOIN device dc ON dc._id = d.device_certifier \
+             JOIN user_ u ON u.organization = o._id AND u.user_id = $3 \
+             LEFT JOIN device uc ON uc._id = u.user_certifier \
+             LEFT JOIN device rc ON rc._id = u.revoked_user_certifier \
+             WHERE o.organization_id = $1";
+        let user_id = device_id.user_id();
         let mut conn = self.conn().await?;
-        let org = org_pk(&mut conn, org, false).await?.ok_or(UserLookupError::NotFound)?;
-        let device = devices_by_id(&mut conn, org, &[device_id.to_string()])
-            .await?
-            .pop()
-            .ok_or(UserLookupError::NotFound)?;
-        let user = users_by_id(&mut conn, org, &[device_id.user_id().to_string()])
-            .await?
-            .pop()
-            .ok_or(UserLookupError::NotFound)?;
-        Ok((user.into_user()?, device.into_device()?))
+        let row: Option<Row> = super::prepared(
+            SQL,
+            &[
+                &super::bind::<Text, _>(org.as_str()),
+                &super::bind::<Text, _>(device_id.as_str()),
+                &super::bind::<Text, _>(user_id.as_str()),
+            ],
+        )
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        drop(conn);
+        let row = row.ok_or(UserLookupError::NotFound)?;
+        let device = DeviceRow {
+            device_id: row.device_id,
+            device_label: row.device_label,
+            verify_key: row.verify_key,
+            device_certificate: row.device_certificate,
+            redacted_device_certificate: row.redacted_device_certificate,
+            device_certifier: row.device_certifier,
+            created_on: row.device_created_on,
+        };
+        Ok((row.user.into_user()?, device.into_device()?))
     }
 
     async fn get_user_with_trustchain(

@@ -1,6 +1,8 @@
 //! PostgreSQL: [`BlockBackend`] (block metadata and access checks) and
 //! [`MessageBackend`] (inboxes; messages are written by the realm operations).
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use diesel::prelude::*;
@@ -102,35 +104,56 @@ impl BlockBackend for PgStore {
     }
 
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            block: Option<i64>,
+            #[diesel(embed)]
+            realm: MaybeRealmRow,
+            #[diesel(sql_type = Nullable<Text>)]
+            requester_role: Option<String>,
+        }
+        // One statement (see "One-statement reads" in `data.rs`).
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT b._id AS block, {REALM_COLUMNS}, lr.role AS requester_role \
+                 {FROM_REQUESTER} \
+                 LEFT JOIN block b ON b.organization = o._id AND b.block_id = $3 \
+                 LEFT JOIN realm r ON r._id = b.realm \
+                 {MAINTENANCE_AUTHOR} \
+                 {REQUESTER_ROLE} \
+                 WHERE o.organization_id = $1"
+            )
+        });
         let mut conn = self.conn().await?;
-        conn.transaction::<_, BlockReadError, _>(async |c| {
-            let (org, user) = org_and_user(c, org, user).await?;
-            let realm: Option<i64> = block::table
-                .filter(block::organization.eq(org))
-                .filter(block::block_id.eq(block_id))
-                .select(block::realm)
-                .first(c)
-                .await
-                .optional()?;
-            let realm = realm.ok_or(BlockReadError::NotFound)?;
-            let realm = realm_by_pk(c, realm, Lock::None)
-                .await?
-                .ok_or(BlockReadError::NotFound)?;
-            // Reads go on during a re-encryption: blocks are not re-encrypted.
-            if realm
-                .status
-                .maintenance
-                .as_ref()
-                .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
-            {
-                return Err(BlockReadError::InMaintenance);
-            }
-            if !can_read(role_of(c, realm.pk, user).await?) {
-                return Err(BlockReadError::NotAllowed);
-            }
-            Ok(())
-        })
+        let row: Option<Row> = prepared(
+            &SQL,
+            &[
+                &bind::<Text, _>(org.as_str()),
+                &bind::<Text, _>(user.as_str()),
+                &bind::<diesel::sql_types::Uuid, _>(block_id),
+            ],
+        )
+        .get_result(&mut conn)
         .await
+        .optional()?;
+        drop(conn);
+        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+        row.block.ok_or(BlockReadError::NotFound)?;
+        let realm = row.realm.into_realm()?.ok_or(BlockReadError::NotFound)?;
+        // Reads go on during a re-encryption: blocks are not re-encrypted.
+        if realm
+            .status
+            .maintenance
+            .as_ref()
+            .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
+        {
+            return Err(BlockReadError::InMaintenance);
+        }
+        if !can_read(parse_role(row.requester_role)?) {
+            return Err(BlockReadError::NotAllowed);
+        }
+        Ok(())
     }
 }
 

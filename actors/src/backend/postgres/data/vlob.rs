@@ -7,6 +7,7 @@
 //! no change points at.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -14,7 +15,7 @@ use diesel::sql_types::{Array, Bytea};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use parsec_protocol::cmds::authenticated::{ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate};
 use parsec_protocol::types::*;
-use parsec_schema::schema::{device, realm, realm_vlob_update, vlob, vlob_atom};
+use parsec_schema::schema::{realm, realm_vlob_update, vlob, vlob_atom};
 
 use super::*;
 
@@ -27,6 +28,33 @@ async fn find_vlob(c: &mut Conn, org: i64, vlob_id: Uuid) -> Result<Option<(i64,
         .first(c)
         .await
         .optional()?)
+}
+
+/// `vlob_read` as one statement (see "One-statement reads" in `data.rs`):
+/// $1 organization, $2 user, $3 vlob, $4 encryption revision, and in
+/// `which_version` (an `AND …` on the atom `a`, or nothing: the latest) $5.
+///
+/// The atom is only looked for when the requester has a role (`lr.role`):
+/// without one the answer is `NotAllowed` whatever it is.
+fn read_sql(which_version: &str) -> String {
+    format!(
+        "SELECT v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
+           w.version, w.blob, w.author, w.created_on, \
+           alr.role AS author_role, alr.certified_on AS author_role_on \
+         {FROM_REQUESTER} \
+         LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = $3 \
+         LEFT JOIN realm r ON r._id = v.realm \
+         {MAINTENANCE_AUTHOR} \
+         {REQUESTER_ROLE} \
+         LEFT JOIN LATERAL (SELECT a.version, a.blob, a.created_on, d.device_id AS author, d.user_ AS author_user \
+           FROM vlob_atom a JOIN device d ON d._id = a.author \
+           WHERE lr.role IS NOT NULL AND a.vlob = v._id AND a.encryption_revision = $4 {which_version} \
+           ORDER BY a.version DESC LIMIT 1) w ON TRUE \
+         LEFT JOIN LATERAL (SELECT rr.role, rr.certified_on FROM realm_user_role rr \
+           WHERE rr.realm = r._id AND rr.user_ = w.author_user \
+           ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) alr ON TRUE \
+         WHERE o.organization_id = $1"
+    )
 }
 
 /// Stores a version written by `author` at the realm's current revision and
@@ -127,55 +155,80 @@ impl VlobBackend for PgStore {
         req: &VlobRead,
     ) -> Result<VlobVersionRead, VlobReadError> {
         use VlobReadError as E;
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            vlob: Option<i64>,
+            #[diesel(embed)]
+            realm: MaybeRealmRow,
+            #[diesel(sql_type = Nullable<Text>)]
+            requester_role: Option<String>,
+            #[diesel(sql_type = Nullable<Int4>)]
+            version: Option<i32>,
+            #[diesel(sql_type = Nullable<Bytea>)]
+            blob: Option<Vec<u8>>,
+            #[diesel(sql_type = Nullable<Text>)]
+            author: Option<String>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            created_on: Option<Ts>,
+            #[diesel(sql_type = Nullable<Text>)]
+            author_role: Option<String>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            author_role_on: Option<Ts>,
+        }
+        // One statement per way of choosing the version ($5).
+        static SQL: LazyLock<[String; 3]> =
+            LazyLock::new(|| ["AND a.version = $5", "AND a.created_on <= $5", ""].map(read_sql));
+        let version;
+        let timestamp;
+        let (sql, wanted): (&str, Option<&dyn BindValue>) = match (req.version, req.timestamp) {
+            (Some(v), _) => {
+                version = bind::<BigInt, _>(v);
+                (&SQL[0], Some(&version))
+            }
+            (None, Some(t)) => {
+                timestamp = bind::<Timestamptz, _>(ts(t));
+                (&SQL[1], Some(&timestamp))
+            }
+            (None, None) => (&SQL[2], None),
+        };
+        let org_id = bind::<Text, _>(org.as_str());
+        let user_id = bind::<Text, _>(user.as_str());
+        let vlob_id = bind::<diesel::sql_types::Uuid, _>(req.vlob_id);
+        let revision = bind::<BigInt, _>(req.encryption_revision);
+        let binds: &[&dyn BindValue] = match wanted {
+            Some(wanted) => &[&org_id, &user_id, &vlob_id, &revision, wanted],
+            None => &[&org_id, &user_id, &vlob_id, &revision],
+        };
         let mut conn = self.conn().await?;
-        conn.transaction::<_, E, _>(async |c| {
-            let (org, user) = org_and_user(c, org, user).await?;
-            let (vlob, realm) = find_vlob(c, org, req.vlob_id).await?.ok_or(E::VlobNotFound)?;
-            let realm = realm_by_pk(c, realm, Lock::None).await?;
-            let (realm, _) = check_access(
-                c,
-                realm,
-                user,
-                OperationKind::DataRead,
-                Some(req.encryption_revision),
-                can_read,
-            )
-            .await?;
-            // The realm check accepted it: the current or the previous revision.
-            let revision = i32::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
-            let atoms = vlob_atom::table
-                .inner_join(device::table)
-                .filter(vlob_atom::vlob.eq(vlob))
-                .filter(vlob_atom::encryption_revision.eq(revision))
-                .select((
-                    vlob_atom::version,
-                    vlob_atom::blob,
-                    device::device_id,
-                    device::user_,
-                    vlob_atom::created_on,
-                ))
-                .into_boxed();
-            let atoms = match (req.version, req.timestamp) {
-                (Some(wanted), _) => {
-                    atoms.filter(vlob_atom::version.eq(i32::try_from(wanted).map_err(|_| E::BadVersion)?))
-                }
-                (None, Some(t)) => atoms
-                    .filter(vlob_atom::created_on.le(ts(t)))
-                    .order(vlob_atom::version.desc()),
-                (None, None) => atoms.order(vlob_atom::version.desc()),
-            };
-            let found: Option<(i32, Vec<u8>, String, i64, Ts)> = atoms.first(c).await.optional()?;
-            let (version, blob, author, author_user, created_on) = found.ok_or(E::BadVersion)?;
-            let author_last_role = last_role(c, realm.pk, Some(author_user)).await?;
-            Ok(VlobVersionRead {
-                version: unsigned(version)?,
-                blob,
-                author: parse_id(&author)?,
-                timestamp: dt(created_on),
-                author_last_role_granted_on: author_last_role.map(|r| r.granted_on),
-            })
+        let row: Option<Row> = prepared(sql, binds).get_result(&mut conn).await.optional()?;
+        drop(conn);
+        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+        // In the order of the checks of `create` and `update`.
+        row.vlob.ok_or(E::VlobNotFound)?;
+        decide_access(
+            row.realm.into_realm()?,
+            row.requester_role,
+            OperationKind::DataRead,
+            Some(req.encryption_revision),
+            can_read,
+        )?;
+        // The realm check accepted it: the current or the previous revision.
+        i32::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
+        let Some(version) = row.version else {
+            return Err(E::BadVersion);
+        };
+        let (Some(blob), Some(author), Some(created_on)) = (row.blob, row.author, row.created_on) else {
+            return Err(unexpected("vlob atom without blob, author or date").into());
+        };
+        parse_role(row.author_role)?;
+        Ok(VlobVersionRead {
+            version: unsigned(version)?,
+            blob,
+            author: parse_id(&author)?,
+            timestamp: dt(created_on),
+            author_last_role_granted_on: row.author_role_on.map(dt),
         })
-        .await
     }
 
     async fn update(
@@ -232,32 +285,84 @@ impl VlobBackend for PgStore {
         realm_id: Uuid,
         last_checkpoint: i64,
     ) -> Result<VlobChanges, VlobPollChangesError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            realm: MaybeRealmRow,
+            #[diesel(sql_type = Nullable<Text>)]
+            requester_role: Option<String>,
+            #[diesel(sql_type = Nullable<Array<BigInt>>)]
+            indexes: Option<Vec<i64>>,
+            #[diesel(sql_type = Nullable<Array<diesel::sql_types::Uuid>>)]
+            vlob_ids: Option<Vec<Uuid>>,
+            #[diesel(sql_type = Nullable<Array<Int4>>)]
+            versions: Option<Vec<i32>>,
+        }
+        // One statement (see "One-statement reads" in `data.rs`). The
+        // changes are read only for a requester with a role; the three
+        // arrays are aggregated from the same rows, so they line up.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {REALM_COLUMNS}, lr.role AS requester_role, c.indexes, c.vlob_ids, c.versions \
+                 {FROM_REQUESTER} \
+                 LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
+                 {MAINTENANCE_AUTHOR} \
+                 {REQUESTER_ROLE} \
+                 LEFT JOIN LATERAL (SELECT array_agg(vu.index) AS indexes, array_agg(v.vlob_id) AS vlob_ids, \
+                   array_agg(a.version) AS versions \
+                   FROM realm_vlob_update vu JOIN vlob_atom a ON a._id = vu.vlob_atom JOIN vlob v ON v._id = a.vlob \
+                   WHERE lr.role IS NOT NULL AND vu.realm = r._id AND vu.index > $4) c ON TRUE \
+                 WHERE o.organization_id = $1"
+            )
+        });
         let mut conn = self.conn().await?;
-        conn.transaction::<_, VlobPollChangesError, _>(async |c| {
-            let (org, user) = org_and_user(c, org, user).await?;
-            let realm = realm_by_id(c, org, realm_id, Lock::None).await?;
-            let (realm, _) = check_access(c, realm, user, OperationKind::DataRead, None, can_read).await?;
-            let newer: Vec<(i64, Uuid, i32)> = realm_vlob_update::table
-                .inner_join(vlob_atom::table.inner_join(vlob::table))
-                .filter(realm_vlob_update::realm.eq(realm.pk))
-                .filter(realm_vlob_update::index.gt(last_checkpoint))
-                .order(realm_vlob_update::index)
-                .select((realm_vlob_update::index, vlob::vlob_id, vlob_atom::version))
-                .load(c)
-                .await?;
-            // The last row's index, not `realm.checkpoint`: both are the same
-            // in one snapshot, and this one is in the snapshot of the rows.
-            let current_checkpoint = newer.last().map_or(last_checkpoint, |(index, _, _)| *index);
-            let changes = newer
-                .into_iter()
-                .map(|(_, id, version)| Ok((id, unsigned(version)?)))
-                .collect::<Result<BTreeMap<_, _>, Internal>>()?;
-            Ok(VlobChanges {
-                current_checkpoint,
-                changes,
-            })
-        })
+        let row: Option<Row> = prepared(
+            &SQL,
+            &[
+                &bind::<Text, _>(org.as_str()),
+                &bind::<Text, _>(user.as_str()),
+                &bind::<diesel::sql_types::Uuid, _>(realm_id),
+                &bind::<BigInt, _>(last_checkpoint),
+            ],
+        )
+        .get_result(&mut conn)
         .await
+        .optional()?;
+        drop(conn);
+        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+        decide_access(
+            row.realm.into_realm()?,
+            row.requester_role,
+            OperationKind::DataRead,
+            None,
+            can_read,
+        )?;
+        let (indexes, ids, versions) = (
+            row.indexes.unwrap_or_default(),
+            row.vlob_ids.unwrap_or_default(),
+            row.versions.unwrap_or_default(),
+        );
+        if ids.len() != indexes.len() || versions.len() != indexes.len() {
+            return Err(unexpected("change arrays of different lengths").into());
+        }
+        let mut newer: Vec<(i64, Uuid, i32)> = indexes
+            .into_iter()
+            .zip(ids)
+            .zip(versions)
+            .map(|((index, id), version)| (index, id, version))
+            .collect();
+        newer.sort_unstable_by_key(|(index, _, _)| *index);
+        // The last row's index, not `realm.checkpoint`: both are the same
+        // in one snapshot, and this one is in the snapshot of the rows.
+        let current_checkpoint = newer.last().map_or(last_checkpoint, |(index, _, _)| *index);
+        let changes = newer
+            .into_iter()
+            .map(|(_, id, version)| Ok((id, unsigned(version)?)))
+            .collect::<Result<BTreeMap<_, _>, Internal>>()?;
+        Ok(VlobChanges {
+            current_checkpoint,
+            changes,
+        })
     }
 
     async fn list_versions(
@@ -266,29 +371,79 @@ impl VlobBackend for PgStore {
         user: &UserId,
         vlob_id: Uuid,
     ) -> Result<BTreeMap<u64, (DateTime, DeviceId)>, VlobListVersionsError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            vlob: Option<i64>,
+            #[diesel(embed)]
+            realm: MaybeRealmRow,
+            #[diesel(sql_type = Nullable<Text>)]
+            requester_role: Option<String>,
+            #[diesel(sql_type = Nullable<Array<Int4>>)]
+            versions: Option<Vec<i32>>,
+            #[diesel(sql_type = Nullable<Array<Timestamptz>>)]
+            created_ons: Option<Vec<Ts>>,
+            #[diesel(sql_type = Nullable<Array<Text>>)]
+            authors: Option<Vec<String>>,
+        }
+        // One statement (see "One-statement reads" in `data.rs`). The atoms
+        // are read only for a requester with a role; the three arrays are
+        // aggregated from the same rows, so they line up.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
+                   av.versions, av.created_ons, av.authors \
+                 {FROM_REQUESTER} \
+                 LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = $3 \
+                 LEFT JOIN realm r ON r._id = v.realm \
+                 {MAINTENANCE_AUTHOR} \
+                 {REQUESTER_ROLE} \
+                 LEFT JOIN LATERAL (SELECT array_agg(a.version) AS versions, array_agg(a.created_on) AS created_ons, \
+                   array_agg(d.device_id) AS authors \
+                   FROM vlob_atom a JOIN device d ON d._id = a.author \
+                   WHERE lr.role IS NOT NULL AND a.vlob = v._id) av ON TRUE \
+                 WHERE o.organization_id = $1"
+            )
+        });
         let mut conn = self.conn().await?;
-        conn.transaction::<_, VlobListVersionsError, _>(async |c| {
-            let (org, user) = org_and_user(c, org, user).await?;
-            let (vlob, realm) = find_vlob(c, org, vlob_id)
-                .await?
-                .ok_or(VlobListVersionsError::VlobNotFound)?;
-            let realm = realm_by_pk(c, realm, Lock::None).await?;
-            check_access(c, realm, user, OperationKind::DataRead, None, can_read).await?;
-            // One row per atom: the copies of a version at several revisions
-            // carry the same author and timestamp, and collapse in the map.
-            let atoms: Vec<(i32, Ts, String)> = vlob_atom::table
-                .inner_join(device::table)
-                .filter(vlob_atom::vlob.eq(vlob))
-                .select((vlob_atom::version, vlob_atom::created_on, device::device_id))
-                .load(c)
-                .await?;
-            let versions = atoms
-                .into_iter()
-                .map(|(version, on, author)| Ok((unsigned(version)?, (dt(on), parse_id(&author)?))))
-                .collect::<Result<_, Internal>>()?;
-            Ok(versions)
-        })
+        let row: Option<Row> = prepared(
+            &SQL,
+            &[
+                &bind::<Text, _>(org.as_str()),
+                &bind::<Text, _>(user.as_str()),
+                &bind::<diesel::sql_types::Uuid, _>(vlob_id),
+            ],
+        )
+        .get_result(&mut conn)
         .await
+        .optional()?;
+        drop(conn);
+        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+        row.vlob.ok_or(VlobListVersionsError::VlobNotFound)?;
+        decide_access(
+            row.realm.into_realm()?,
+            row.requester_role,
+            OperationKind::DataRead,
+            None,
+            can_read,
+        )?;
+        let (versions, created_ons, authors) = (
+            row.versions.unwrap_or_default(),
+            row.created_ons.unwrap_or_default(),
+            row.authors.unwrap_or_default(),
+        );
+        if created_ons.len() != versions.len() || authors.len() != versions.len() {
+            return Err(unexpected("version arrays of different lengths").into());
+        }
+        // One entry per atom: the copies of a version at several revisions
+        // carry the same author and timestamp, and collapse in the map.
+        let versions = versions
+            .into_iter()
+            .zip(created_ons)
+            .zip(authors)
+            .map(|((version, on), author)| Ok((unsigned(version)?, (dt(on), parse_id(&author)?))))
+            .collect::<Result<_, Internal>>()?;
+        Ok(versions)
     }
 
     async fn maintenance_get_reencryption_batch(

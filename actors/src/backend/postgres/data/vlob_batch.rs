@@ -25,6 +25,7 @@
 //! failure never changes another write's outcome.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use diesel::sql_types::{Array, Bytea, Timestamptz};
 use diesel_async::AsyncConnection;
@@ -38,8 +39,12 @@ type Authors = HashMap<String, Author>;
 /// Runs `writes` together (see the module documentation).
 pub(super) async fn write_batch(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
     if writes.len() > 1 && distinct_vlobs(writes) {
+        let t0 = std::time::Instant::now();
         match run(store, org, writes).await {
-            Ok(outcomes) => return outcomes,
+            Ok(outcomes) => {
+                log::debug!("vlob write batch of {} in {:?}", writes.len(), t0.elapsed());
+                return outcomes;
+            }
             Err(e) => log::warn!("vlob write batch of {}: {e:#}; writing one by one", writes.len()),
         }
     }
@@ -164,6 +169,56 @@ struct Snapshot {
     latest: HashMap<i64, (i32, Ts)>,
 }
 
+/// The texts of the five snapshot reads (fixed: each is one prepared
+/// statement per connection). Binds: $1 the organization id; `authors`: $2
+/// the authors' device ids; `updated`, `latest`: $2 the vlob ids updates
+/// name; `locked`, `roles`: $2 the realm ids creates name, $3 the vlob ids
+/// updates name, and (`roles`) $4 the authors' device ids.
+struct SnapshotSql {
+    authors: String,
+    updated: String,
+    locked: String,
+    roles: String,
+    latest: String,
+}
+
+static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
+    const ORG: &str = "(SELECT _id FROM organization WHERE organization_id = $1)";
+    // The realms the creates name ($2) and those of the updated vlobs ($3).
+    let realms_of_batch = format!(
+        "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN \
+         (SELECT realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($3)))"
+    );
+    SnapshotSql {
+        authors: "SELECT o._id AS org, d._id AS device, d.device_id, d.user_ FROM device d \
+             JOIN organization o ON o._id = d.organization \
+             WHERE o.organization_id = $1 AND d.device_id = ANY($2) FOR KEY SHARE OF o"
+            .to_string(),
+        updated: format!("SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)"),
+        // Row id order: the order every batch locks realms in, so batches
+        // never wait on each other in a cycle.
+        locked: format!(
+            "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
+             d.device_id AS maintenance_started_by, r.maintenance_started_on, r.checkpoint \
+             FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by \
+             WHERE {realms_of_batch} ORDER BY r._id{}",
+            Lock::Update.clause()
+        ),
+        roles: format!(
+            "SELECT DISTINCT ON (u.realm, u.user_) u.realm, u.user_, u.role, u.certified_on \
+             FROM realm_user_role u \
+             WHERE u.realm IN (SELECT r._id FROM realm r WHERE {realms_of_batch}) \
+             AND u.user_ IN (SELECT user_ FROM device WHERE organization = {ORG} AND device_id = ANY($4)) \
+             ORDER BY u.realm, u.user_, u.certified_on DESC, u._id DESC"
+        ),
+        latest: format!(
+            "SELECT DISTINCT ON (a.vlob) a.vlob, a.version, a.created_on FROM vlob_atom a \
+             WHERE a.vlob IN (SELECT _id FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)) \
+             ORDER BY a.vlob, a.version DESC"
+        ),
+    }
+});
+
 /// The five reads of a batch, sent at once on the connection (pipelined:
 /// PostgreSQL runs them in order, so the role and version reads, which come
 /// after the realm locks, see what the previous lock holders committed).
@@ -235,62 +290,21 @@ async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> R
         }
     }
     let created_in: Vec<Uuid> = created_in.into_iter().collect();
-    let org = org.as_str();
-
-    const ORG: &str = "(SELECT _id FROM organization WHERE organization_id = $1)";
-    // The realms the creates name ($2) and those of the updated vlobs ($3).
-    let realms_of_batch = format!(
-        "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN \
-         (SELECT realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($3)))"
-    );
+    let org = bind::<Text, _>(org.as_str());
+    let devices = bind::<Array<Text>, _>(&devices);
+    let created_in = bind::<Array<diesel::sql_types::Uuid>, _>(&created_in);
+    let updated_ids = bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids);
+    let by_device: [&dyn BindValue; 2] = [&org, &devices];
+    let by_vlob: [&dyn BindValue; 2] = [&org, &updated_ids];
+    let by_realm: [&dyn BindValue; 3] = [&org, &created_in, &updated_ids];
+    let by_realm_and_device: [&dyn BindValue; 4] = [&org, &created_in, &updated_ids, &devices];
     let shared: &Conn = c;
     let (mut c1, mut c2, mut c3, mut c4, mut c5) = (shared, shared, shared, shared, shared);
-    let authors = diesel::sql_query(
-        "SELECT o._id AS org, d._id AS device, d.device_id, d.user_ FROM device d \
-         JOIN organization o ON o._id = d.organization \
-         WHERE o.organization_id = $1 AND d.device_id = ANY($2) FOR KEY SHARE OF o",
-    )
-    .bind::<Text, _>(org)
-    .bind::<Array<Text>, _>(&devices)
-    .load::<AuthorRow>(&mut c1);
-    let updated = diesel::sql_query(format!(
-        "SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)"
-    ))
-    .bind::<Text, _>(org)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
-    .load::<VlobRow>(&mut c2);
-    // Row id order: the order every batch locks realms in, so batches never
-    // wait on each other in a cycle.
-    let locked = diesel::sql_query(format!(
-        "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
-         d.device_id AS maintenance_started_by, r.maintenance_started_on, r.checkpoint \
-         FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by \
-         WHERE {realms_of_batch} ORDER BY r._id{}",
-        Lock::Update.clause()
-    ))
-    .bind::<Text, _>(org)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&created_in)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
-    .load::<LockedRow>(&mut c3);
-    let roles = diesel::sql_query(format!(
-        "SELECT DISTINCT ON (u.realm, u.user_) u.realm, u.user_, u.role, u.certified_on FROM realm_user_role u \
-         WHERE u.realm IN (SELECT r._id FROM realm r WHERE {realms_of_batch}) \
-         AND u.user_ IN (SELECT user_ FROM device WHERE organization = {ORG} AND device_id = ANY($4)) \
-         ORDER BY u.realm, u.user_, u.certified_on DESC, u._id DESC"
-    ))
-    .bind::<Text, _>(org)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&created_in)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
-    .bind::<Array<Text>, _>(&devices)
-    .load::<RoleRow>(&mut c4);
-    let latest = diesel::sql_query(format!(
-        "SELECT DISTINCT ON (a.vlob) a.vlob, a.version, a.created_on FROM vlob_atom a \
-         WHERE a.vlob IN (SELECT _id FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)) \
-         ORDER BY a.vlob, a.version DESC"
-    ))
-    .bind::<Text, _>(org)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids)
-    .load::<LatestRow>(&mut c5);
+    let authors = prepared(&SNAPSHOT_SQL.authors, &by_device).load::<AuthorRow>(&mut c1);
+    let updated = prepared(&SNAPSHOT_SQL.updated, &by_vlob).load::<VlobRow>(&mut c2);
+    let locked = prepared(&SNAPSHOT_SQL.locked, &by_realm).load::<LockedRow>(&mut c3);
+    let roles = prepared(&SNAPSHOT_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c4);
+    let latest = prepared(&SNAPSHOT_SQL.latest, &by_vlob).load::<LatestRow>(&mut c5);
     let (authors, updated, locked, roles, latest) =
         futures_util::future::try_join5(authors, updated, locked, roles, latest).await?;
 
@@ -426,14 +440,17 @@ async fn insert_created_vlobs(
         return Ok(());
     }
     let (realms, ids): (Vec<i64>, Vec<Uuid>) = creates.into_iter().unzip();
-    let rows: Vec<Row> = diesel::sql_query(
+    let (org, realms, ids) = (
+        bind::<BigInt, _>(org),
+        bind::<Array<BigInt>, _>(&realms),
+        bind::<Array<diesel::sql_types::Uuid>, _>(&ids),
+    );
+    let rows: Vec<Row> = prepared(
         "INSERT INTO vlob (organization, realm, vlob_id) \
          SELECT $1, r, v FROM unnest($2::bigint[], $3::uuid[]) AS t(r, v) \
          ON CONFLICT (organization, vlob_id) DO NOTHING RETURNING vlob_id, _id",
+        &[&org, &realms, &ids],
     )
-    .bind::<BigInt, _>(org)
-    .bind::<Array<BigInt>, _>(&realms)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
     .load(c)
     .await?;
     let inserted: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.vlob_id, r._id)).collect();
@@ -513,10 +530,29 @@ async fn store_versions(
         change_on.push(on);
     }
 
+    let atoms: [&dyn BindValue; 8] = [
+        &bind::<Array<BigInt>, _>(&vlobs),
+        &bind::<Array<Int4>, _>(&revisions),
+        &bind::<Array<Int4>, _>(&versions),
+        &bind::<Array<Bytea>, _>(&blobs),
+        &bind::<Array<BigInt>, _>(&devices),
+        &bind::<Array<Timestamptz>, _>(&stamps),
+        &bind::<Array<BigInt>, _>(&log_realms),
+        &bind::<Array<BigInt>, _>(&log_indexes),
+    ];
+    let checkpoints_to: [&dyn BindValue; 2] = [
+        &bind::<Array<BigInt>, _>(&moved_realms),
+        &bind::<Array<BigInt>, _>(&moved_to),
+    ];
+    let changes: [&dyn BindValue; 3] = [
+        &bind::<Array<BigInt>, _>(&change_realms),
+        &bind::<Array<BigInt>, _>(&change_users),
+        &bind::<Array<Timestamptz>, _>(&change_on),
+    ];
     let shared: &Conn = c;
     let (mut c1, mut c2, mut c3) = (shared, shared, shared);
     // One write per vlob in a batch: the vlob identifies its atom.
-    let logged = diesel::sql_query(
+    let logged = prepared(
         "WITH a AS ( \
            INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
            SELECT v, e, n, b, octet_length(b), au, t \
@@ -525,31 +561,21 @@ async fn store_versions(
          INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
          SELECT y.r, y.i, a._id FROM unnest($1::bigint[], $7::bigint[], $8::bigint[]) AS y(v, r, i) \
          JOIN a ON a.vlob = y.v",
+        &atoms,
     )
-    .bind::<Array<BigInt>, _>(&vlobs)
-    .bind::<Array<Int4>, _>(&revisions)
-    .bind::<Array<Int4>, _>(&versions)
-    .bind::<Array<Bytea>, _>(&blobs)
-    .bind::<Array<BigInt>, _>(&devices)
-    .bind::<Array<Timestamptz>, _>(&stamps)
-    .bind::<Array<BigInt>, _>(&log_realms)
-    .bind::<Array<BigInt>, _>(&log_indexes)
     .execute(&mut c1);
-    let moved = diesel::sql_query(
+    let moved = prepared(
         "UPDATE realm r SET checkpoint = x.c FROM unnest($1::bigint[], $2::bigint[]) AS x(id, c) WHERE r._id = x.id",
+        &checkpoints_to,
     )
-    .bind::<Array<BigInt>, _>(&moved_realms)
-    .bind::<Array<BigInt>, _>(&moved_to)
     .execute(&mut c2);
-    let changed = diesel::sql_query(
+    let changed = prepared(
         "INSERT INTO realm_user_change (realm, user_, last_vlob_update) \
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) \
          ON CONFLICT (realm, user_) DO UPDATE \
          SET last_vlob_update = GREATEST(realm_user_change.last_vlob_update, EXCLUDED.last_vlob_update)",
+        &changes,
     )
-    .bind::<Array<BigInt>, _>(&change_realms)
-    .bind::<Array<BigInt>, _>(&change_users)
-    .bind::<Array<Timestamptz>, _>(&change_on)
     .execute(&mut c3);
     let (logged, moved, _) = futures_util::future::try_join3(logged, moved, changed).await?;
     if logged != n || moved != moved_realms.len() {

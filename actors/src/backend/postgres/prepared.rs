@@ -1,0 +1,76 @@
+//! Fixed SQL texts run as statements each connection prepares once and
+//! caches (keyed by the text): one round trip, parsed once, and planned once
+//! PostgreSQL settles on a generic plan. `diesel::sql_query` marks its
+//! statements uncacheable, so each of its executions is a prepare round
+//! trip, an execute round trip and a fresh parse and plan.
+
+use diesel::QueryResult;
+
+/// A bind value of a [`Prepared`] statement.
+pub(crate) trait BindValue: Sync {
+    fn push<'b>(&'b self, out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()>;
+}
+
+/// A value bound as SQL type `ST`.
+pub(crate) struct Bind<ST, T>(T, std::marker::PhantomData<fn() -> ST>);
+
+/// `value`, bound as SQL type `ST` (`bind::<BigInt, _>(pk)`).
+pub(crate) fn bind<ST, T>(value: T) -> Bind<ST, T> {
+    Bind(value, std::marker::PhantomData)
+}
+
+impl<ST, T> BindValue for Bind<ST, T>
+where
+    diesel::pg::Pg: diesel::sql_types::HasSqlType<ST>,
+    T: diesel::serialize::ToSql<ST, diesel::pg::Pg> + Sync,
+{
+    fn push<'b>(&'b self, out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_bind_param::<ST, T>(&self.0)
+    }
+}
+
+/// A fixed statement with `$n` placeholders (`binds[n - 1]`), loaded with
+/// `QueryableByName` like `sql_query`, but prepared once per connection.
+/// The text must be one of a fixed set (each text is a cache entry).
+pub(crate) struct Prepared<'a> {
+    sql: &'a str,
+    binds: &'a [&'a dyn BindValue],
+}
+
+/// The statement `sql` with `binds` for `$1`, `$2`, …
+pub(crate) fn prepared<'a>(sql: &'a str, binds: &'a [&'a dyn BindValue]) -> Prepared<'a> {
+    Prepared { sql, binds }
+}
+
+impl diesel::query_builder::QueryId for Prepared<'_> {
+    type QueryId = ();
+    // No type id: the statement cache keys it by its text and bind types.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Prepared<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        // Each `$n` becomes a bind pushed in place (diesel numbers them in
+        // order again); a placeholder used twice binds its value twice.
+        let mut rest = self.sql;
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            let n: usize = rest[at + 1..at + 1 + digits]
+                .parse()
+                .map_err(|_| diesel::result::Error::QueryBuilderError("`$` without a bind number".into()))?;
+            let value = n
+                .checked_sub(1)
+                .and_then(|i| self.binds.get(i))
+                .ok_or_else(|| diesel::result::Error::QueryBuilderError(format!("no value for ${n}").into()))?;
+            value.push(&mut out)?;
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
