@@ -208,3 +208,51 @@ async fn concurrent_commands_are_batched_without_changing_answers() {
     assert_eq!(changes.current_checkpoint, 240);
     assert!(ids.iter().all(|id| changes.changes.get(id) == Some(&2)));
 }
+
+/// Two batches writing the same vlobs at once (as two server instances
+/// would): for each vlob exactly one of them wins, the other gets the
+/// answer it would get second, and the change log has no gap.
+#[actix_web::test]
+async fn racing_batches_on_the_same_vlobs_agree_on_one_order() {
+    let (env, alice) = Env::start().await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    let existing: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    for id in &existing {
+        assert_bare(&env.vlob_create(&alice, realm_id, *id, at(-5), b"one").await, "ok");
+    }
+    let fresh: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    let batch = || -> Vec<VlobWrite> {
+        let updates = existing.iter().map(|id| update(&alice, *id, 2, at(-4)));
+        let creates = fresh.iter().map(|id| create(&alice, realm_id, *id, 1, at(-4)));
+        updates.chain(creates).collect()
+    };
+    let (a, b) = (batch(), batch());
+    let (first, second) = futures_util::future::join(
+        env.backends.vlob.write_batch(&env.org, &a),
+        env.backends.vlob.write_batch(&env.org, &b),
+    )
+    .await;
+    for (x, y) in first.iter().zip(&second) {
+        let mut pair = [summary(x), summary(y)];
+        pair.sort();
+        let won = pair
+            .iter()
+            .filter(|s| s.starts_with("created") || s.starts_with("updated"))
+            .count();
+        assert_eq!(won, 1, "{pair:?}");
+        assert!(
+            pair.iter()
+                .any(|s| s == "update BadVersion" || s == "create AlreadyExists"),
+            "{pair:?}"
+        );
+    }
+    let changes = env
+        .backends
+        .vlob
+        .poll_changes(&env.org, &alice.user_id(), realm_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(changes.current_checkpoint, 90);
+    assert!(existing.iter().all(|id| changes.changes.get(id) == Some(&2)));
+    assert!(fresh.iter().all(|id| changes.changes.get(id) == Some(&1)));
+}
