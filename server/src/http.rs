@@ -310,6 +310,17 @@ async fn anonymous_post(req: HttpRequest, body: web::Bytes, state: web::Data<App
     msgpack(anonymous::post(&state.actors, &org_id(&req), &body).await)
 }
 
+/// The application state's actors, lent to a websocket session: an `Arc`
+/// clone, where cloning [`Actors`] allocates twice per actor address and
+/// would be held by every connection for its whole life.
+struct SharedActors(web::Data<AppState>);
+
+impl AsRef<Actors> for SharedActors {
+    fn as_ref(&self) -> &Actors {
+        &self.0.actors
+    }
+}
+
 /// `/ws`: a websocket upgrade becomes a session; anything else is a 404 page.
 async fn websocket(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let is_upgrade = req
@@ -320,7 +331,7 @@ async fn websocket(req: HttpRequest, payload: web::Payload, state: web::Data<App
     if !is_upgrade {
         return not_found().await;
     }
-    match parsec_actors::session::ws::start(&req, payload, state.actors.clone()) {
+    match parsec_actors::session::ws::start_shared(&req, payload, SharedActors(state)) {
         Ok(resp) => resp,
         Err(e) => {
             log::info!("websocket upgrade refused: {e}");

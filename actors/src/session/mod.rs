@@ -87,8 +87,14 @@ enum InFlight {
 }
 
 /// See the module documentation.
+///
+/// Kept small: an idle connection is mostly this struct, its context and the
+/// HTTP/1 dispatcher under it, and a server holds tens of thousands of them.
+/// Hence the shared [`Actors`] (see [`ws::start_shared`]), queues that give
+/// their memory back once empty, and the handshake timer cancelled once done.
 pub struct ClientSession {
-    actors: Actors,
+    /// Shared, not owned: see [`ws::start_shared`].
+    actors: Box<dyn AsRef<Actors>>,
     conn_id: u64,
     phase: Phase,
     frames: Assembler,
@@ -109,10 +115,12 @@ pub struct ClientSession {
     claimer_opened: Option<tokio::task::JoinHandle<()>>,
     /// The close code used then (server stopping: 1001).
     close_after_reply_code: CloseCode,
+    /// The handshake timeout, cancelled once the handshake is answered.
+    handshake_timer: Option<SpawnHandle>,
 }
 
 impl ClientSession {
-    pub fn new(actors: Actors) -> Self {
+    pub fn new(actors: Box<dyn AsRef<Actors>>) -> Self {
         Self {
             actors,
             conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
@@ -128,7 +136,17 @@ impl ClientSession {
             close_after_reply: false,
             claimer_opened: None,
             close_after_reply_code: CloseCode::Normal,
+            handshake_timer: None,
         }
+    }
+
+    fn actors(&self) -> &Actors {
+        (*self.actors).as_ref()
+    }
+
+    /// An owned copy of the actors' handles, for a command's future.
+    fn actors_owned(&self) -> Actors {
+        self.actors().clone()
     }
 
     fn send(&self, ctx: &mut WebsocketContext<Self>, v: &Value) {
@@ -166,7 +184,7 @@ impl ClientSession {
         }
         if let Phase::Challenge(challenge) = self.phase {
             self.phase = Phase::Handshaking;
-            let fut = handshake::identify(self.actors.clone(), self.conn_id, raw.to_vec(), challenge.to_vec());
+            let fut = handshake::identify(self.actors_owned(), self.conn_id, raw.to_vec(), challenge.to_vec());
             ctx.spawn(fut.into_actor(self).map(|res, act, ctx| act.on_identified(res, ctx)));
             return;
         }
@@ -195,6 +213,9 @@ impl ClientSession {
     }
 
     fn on_identified(&mut self, res: Result<Identity, Refusal>, ctx: &mut WebsocketContext<Self>) {
+        if let Some(timer) = self.handshake_timer.take() {
+            ctx.cancel_future(timer);
+        }
         match res {
             Ok(identity) => {
                 ctx.binary(parsec_protocol::handshake::result_ok());
@@ -208,7 +229,7 @@ impl ClientSession {
                             device_id: c.device_id.clone(),
                             profile: c.profile,
                         };
-                        self.actors.broker.do_send(broker::Register {
+                        self.actors().broker.do_send(broker::Register {
                             info,
                             addr: ctx.address().recipient(),
                             overflowed: self.overflowed.clone(),
@@ -219,14 +240,14 @@ impl ClientSession {
                         log::info!("conn={} org={}: invited", c.conn_id, c.org);
                         // Registered before READY goes out, so that a deletion
                         // the greeter makes on seeing READY reaches us.
-                        self.actors.broker.do_send(broker::RegisterInvited {
+                        self.actors().broker.do_send(broker::RegisterInvited {
                             org: c.org.clone(),
                             token: c.token,
                             conn_id: c.conn_id,
                             addr: ctx.address().recipient(),
                         });
                         let c = Arc::new(c);
-                        let (actors, client) = (self.actors.clone(), c.clone());
+                        let (actors, client) = (self.actors_owned(), c.clone());
                         self.claimer_opened = Some(actix::spawn(async move {
                             if let Err(e) = crate::invite::claimer_presence(&actors, &client, true).await {
                                 log::error!("conn={}: claimer presence not recorded: {:#}", client.conn_id, e.0);
@@ -254,6 +275,7 @@ impl ClientSession {
     fn pump(&mut self, ctx: &mut WebsocketContext<Self>) {
         while self.in_flight.is_none() && !self.closing {
             let Some(raw) = self.queue.pop_front() else { return };
+            release_if_empty(&mut self.queue);
             let map = match value::unpack_map(&raw) {
                 Ok(m) => m,
                 Err(e) => {
@@ -283,12 +305,13 @@ impl ClientSession {
                         // Runs as a command, so requests sent after it wait
                         // until the broker has the subscription.
                         let who = format!("{client} cmd=events_subscribe");
-                        let fut = events_subscribe(self.actors.clone(), client.clone());
+                        let fut = events_subscribe(self.actors_owned(), client.clone());
                         Box::pin(async move { (who, fut.await.map(Reply::from)) })
                     }
                     Ok(authenticated::AnyReq::EventsListen(r)) => {
                         if let Some(ev) = self.events.pop_front() {
                             self.send(ctx, &ev);
+                            release_if_empty(&mut self.events);
                         } else if r.wait {
                             self.in_flight = Some(InFlight::Listening);
                         } else {
@@ -299,7 +322,7 @@ impl ClientSession {
                     Ok(req) => {
                         let who = client.to_string();
                         let cmd = req.name();
-                        let fut = dispatch::authenticated(self.actors.clone(), client.clone(), req);
+                        let fut = dispatch::authenticated(self.actors_owned(), client.clone(), req);
                         Box::pin(async move { (format!("{who} cmd={cmd}"), fut.await.map(Reply::from)) })
                     }
                 },
@@ -312,7 +335,7 @@ impl ClientSession {
                         // A long request: the next one abandons it (README §5.5).
                         cancellable = matches!(req, invited::AnyReq::Invite1ClaimerWaitPeer(_));
                         let who = format!("conn={} org={} invited cmd={}", client.conn_id, client.org, req.name());
-                        let fut = dispatch::invited(self.actors.clone(), client.clone(), req);
+                        let fut = dispatch::invited(self.actors_owned(), client.clone(), req);
                         Box::pin(async move { (who, fut.await) })
                     }
                 },
@@ -328,7 +351,7 @@ impl ClientSession {
                             client.org,
                             req.name()
                         );
-                        let fut = dispatch::anonymous_v1(self.actors.clone(), client.clone(), req);
+                        let fut = dispatch::anonymous_v1(self.actors_owned(), client.clone(), req);
                         Box::pin(async move { (who, fut.await.map(Reply::from)) })
                     }
                 },
@@ -384,6 +407,14 @@ impl ClientSession {
     }
 }
 
+/// Gives an emptied queue's memory back: a connection queues a request or
+/// an event now and then, and then idles for hours.
+fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
+    }
+}
+
 /// `events_subscribe`: registers the connection with the broker, with the
 /// realms where its user currently has a role (events.md §3); the broker
 /// keeps that set up to date from `realm.roles_updated` events afterwards.
@@ -415,23 +446,23 @@ impl Actor for ClientSession {
         if let Phase::Challenge(challenge) = &self.phase {
             ctx.binary(parsec_protocol::handshake::challenge(challenge, DateTime::now()));
         }
-        let keepalive = self.actors.keepalive;
+        let keepalive = self.actors().keepalive;
         ctx.run_interval(keepalive, move |act, ctx| {
             if act.last_activity.elapsed() >= keepalive {
                 ctx.ping(b"parsec-keepalive");
             }
         });
-        ctx.run_later(HANDSHAKE_TIMEOUT, |act, ctx| {
+        self.handshake_timer = Some(ctx.run_later(HANDSHAKE_TIMEOUT, |act, ctx| {
             if matches!(act.phase, Phase::Challenge(_) | Phase::Handshaking) {
                 log::info!("conn={}: handshake timeout", act.conn_id);
                 act.drop_connection(ctx);
             }
-        });
+        }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Phase::Authenticated(c) = &self.phase {
-            self.actors.broker.do_send(broker::Unregister {
+            self.actors().broker.do_send(broker::Unregister {
                 org: c.org.clone(),
                 conn_id: c.conn_id,
             });
@@ -443,10 +474,10 @@ impl Actor for ClientSession {
                 token: c.token,
                 conn_id: c.conn_id,
             };
-            self.actors.broker.do_send(msg);
+            self.actors().broker.do_send(msg);
             // IDLE for the greeter, even after a deletion (README §6), once
             // the opening has been counted.
-            let (actors, client, opened) = (self.actors.clone(), c.clone(), self.claimer_opened.take());
+            let (actors, client, opened) = (self.actors_owned(), c.clone(), self.claimer_opened.take());
             actix::spawn(async move {
                 if let Some(opened) = opened {
                     let _ = opened.await;
@@ -512,7 +543,7 @@ impl Handler<Push> for ClientSession {
                 // needs: let it answer first (a conduit step still waiting
                 // is woken by the same deletion and closes without answer).
                 // Queued requests are dropped.
-                self.queue.clear();
+                self.queue = VecDeque::new();
                 if matches!(self.in_flight, Some(InFlight::Command { .. })) {
                     self.close_after_reply = true;
                 } else {
@@ -523,7 +554,7 @@ impl Handler<Push> for ClientSession {
             Push::Shutdown => {
                 // In-flight commands finish and answer (their writes are
                 // acknowledged); what is queued behind them is not started.
-                self.queue.clear();
+                self.queue = VecDeque::new();
                 if matches!(self.in_flight, Some(InFlight::Command { cancellable: false, .. })) {
                     log::info!("conn={}: server stopping, closing after its command", self.conn_id);
                     self.close_after_reply = true;

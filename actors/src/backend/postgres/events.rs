@@ -1,18 +1,24 @@
 //! Events across server instances.
 //!
 //! Writing: [`EventWriter`] appends each published event to `event_log` and
-//! sends `NOTIFY parsec_event` in the same transaction (delivered on commit).
-//! It batches: while one flush runs, newly published events queue up and go
-//! in the next single multi-row insert, so a busy instance writes few, larger
-//! transactions, in publication order.
+//! sends `NOTIFY parsec_event` in the same transaction (delivered on commit):
+//! one statement, so one round trip. It batches: while one flush runs, newly
+//! published events queue up and go in the next single multi-row insert, so a
+//! busy instance writes few, larger transactions, in publication order.
 //!
 //! Reading: [`listen`] runs for the life of the process on a dedicated,
-//! non-pooled connection (LISTEN must not sit on a pooled one). A
-//! notification, or a one-second tick, makes it read `event_log` past the last
-//! id it handled and hand the events to the local broker. NOTIFY is only the
-//! wake-up: notifications can be coalesced or missed (the listener connection
-//! may drop), the log is what counts, so nothing is lost. When the connection
-//! drops, the loop reconnects and resumes from the last id it handled.
+//! non-pooled connection (LISTEN must not sit on a pooled one), which also
+//! reads the log: a wake-up costs one round trip and takes nothing from the
+//! pool. A notification, or a one-second tick, makes it read `event_log` past
+//! the last id it handled and hand the events to the local broker. NOTIFY is
+//! only the wake-up: notifications can be coalesced or missed (the listener
+//! connection may drop), the log is what counts, so nothing is lost. When the
+//! connection drops, the loop reconnects and resumes from the last id it
+//! handled.
+//!
+//! Fan-out latency is mostly round trips: after the command's own commit, an
+//! event costs two (the write, then the listener's read), and the read never
+//! waits for a pooled connection busy with commands.
 //!
 //! Ids are allocated before commit, so a transaction that commits late can
 //! make an id appear after larger ones were read: ids past a hole are
@@ -26,7 +32,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use parsec_schema::Pool;
 
 use crate::broker::{Broker, Publish};
@@ -42,6 +48,9 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const RETENTION_SQL: &str = "DELETE FROM event_log WHERE created_on < now() - interval '10 minutes'";
 /// Largest batch read or written at once.
 const BATCH: usize = 1000;
+/// Bound on one read of the log (the listener's connection has no
+/// `statement_timeout`); past it the connection is dropped and reopened.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Appends published events to the log (see the module documentation).
 pub struct EventWriter {
@@ -109,19 +118,21 @@ async fn write_batch(pool: &Pool, batch: &[Event]) -> anyhow::Result<()> {
     let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
     let orgs: Vec<String> = batch.iter().map(|e| e.org().to_string()).collect();
     let payloads: Vec<Vec<u8>> = batch.iter().map(event_record::encode).collect();
-    conn.transaction::<_, diesel::result::Error, _>(async |c| {
-        // `unnest WITH ORDINALITY` keeps the publication order in the ids.
-        diesel::sql_query(
-            "INSERT INTO event_log (organization_id, payload) \
-             SELECT o, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(o, p, n) ORDER BY n",
-        )
-        .bind::<diesel::sql_types::Array<Text>, _>(&orgs)
-        .bind::<diesel::sql_types::Array<Bytea>, _>(&payloads)
-        .execute(c)
-        .await?;
-        diesel::sql_query(format!("NOTIFY {CHANNEL}")).execute(c).await?;
-        Ok(())
-    })
+    // One statement is one transaction: the rows and the notification commit
+    // together (a data-modifying CTE always runs), in one round trip instead
+    // of four (BEGIN, INSERT, NOTIFY, COMMIT). `unnest WITH ORDINALITY` keeps
+    // the publication order in the ids.
+    diesel::sql_query(
+        "WITH appended AS (\
+             INSERT INTO event_log (organization_id, payload) \
+             SELECT o, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(o, p, n) ORDER BY n \
+             RETURNING 1) \
+         SELECT pg_notify($3, '')",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(&orgs)
+    .bind::<diesel::sql_types::Array<Bytea>, _>(&payloads)
+    .bind::<Text, _>(CHANNEL)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }
@@ -176,12 +187,15 @@ impl Cursor {
     }
 }
 
-async fn read_past(conn: &mut AsyncPgConnection, floor: i64) -> diesel::QueryResult<Vec<LogRow>> {
-    diesel::sql_query("SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2")
+async fn read_past(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Vec<LogRow>> {
+    let read = diesel::sql_query("SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2")
         .bind::<BigInt, _>(floor)
         .bind::<BigInt, _>(BATCH as i64)
-        .load(conn)
-        .await
+        .load(conn);
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(rows) => Ok(rows?),
+        Err(_) => anyhow::bail!("reading the event log took more than {READ_TIMEOUT:?}"),
+    }
 }
 
 /// Reads the log from the current end; runs until the process stops. Call
@@ -211,11 +225,10 @@ async fn listen_once(
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut listener)
         .await?;
-    let mut reader = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
     if cursor.is_none() {
         // A fresh process delivers what happens from now on.
         let start: MaxId = diesel::sql_query("SELECT COALESCE(MAX(_id), 0)::BIGINT AS max_id FROM event_log")
-            .get_result(&mut *reader)
+            .get_result(&mut listener)
             .await?;
         *cursor = Some(Cursor {
             floor: start.max_id,
@@ -224,23 +237,25 @@ async fn listen_once(
         });
     }
     log::info!("event listener: listening on channel {CHANNEL}");
-    drop(reader);
-    let notifications = listener.notifications_stream();
-    futures_util::pin_mut!(notifications);
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
-        tokio::select! {
-            n = notifications.next() => match n {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => anyhow::bail!("notification stream ended"),
-            },
-            _ = tick.tick() => {}
+        {
+            // Notifications wait in the connection's own queue, so the
+            // stream can be set aside while the connection reads the log.
+            let notifications = listener.notifications_stream();
+            futures_util::pin_mut!(notifications);
+            tokio::select! {
+                n = notifications.next() => woken(n)?,
+                _ = tick.tick() => {}
+            }
+            // Those already queued are covered by the read below.
+            while let Some(n) = notifications.next().now_or_never() {
+                woken(n)?;
+            }
         }
         let Some(cur) = cursor.as_mut() else { continue };
-        let mut reader = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
         loop {
-            let rows = read_past(&mut reader, cur.floor).await?;
+            let rows = read_past(&mut listener, cur.floor).await?;
             let full = rows.len() >= BATCH;
             let mut new = 0;
             for row in rows {
@@ -260,10 +275,31 @@ async fn listen_once(
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
             *last_prune = Instant::now();
-            if let Err(e) = diesel::sql_query(RETENTION_SQL).execute(&mut reader).await {
-                log::warn!("event log: pruning failed: {e}");
-            }
+            // On a pooled connection (bounded by its `statement_timeout`),
+            // beside the reads rather than in their way.
+            let pool = pool.clone();
+            actix::spawn(async move {
+                let pruned = match pool.get().await {
+                    Ok(mut conn) => diesel::sql_query(RETENTION_SQL)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::anyhow!("pool: {e}")),
+                };
+                if let Err(e) = pruned {
+                    log::warn!("event log: pruning failed: {e:#}");
+                }
+            });
         }
+    }
+}
+
+/// A wake-up of the listener: only the end of the stream or an error matters.
+fn woken(n: Option<diesel::QueryResult<diesel::pg::PgNotification>>) -> anyhow::Result<()> {
+    match n {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e.into()),
+        None => anyhow::bail!("notification stream ended"),
     }
 }
 
