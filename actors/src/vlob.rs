@@ -11,16 +11,13 @@
 //! (commands.md §9.1). `realm.vlobs_updated` is published only once the
 //! write succeeded, with the checkpoint the write got.
 //!
-//! Writes are group-committed: while an organization's batches run (at most
-//! [`BATCHES_IN_FLIGHT`] at once), its new writes queue up, and go together
-//! in the next [`VlobBackend::write_batch`] (at most [`MAX_BATCH`], arrival
-//! order, and never a vlob a running batch writes: a second write to a vlob
-//! waits for the first one's outcome). Writers into one realm are
-//! serialised by its lock anyway; one transaction for many of them turns a
-//! lock hold per write into one per batch, and a second batch prepares its
-//! rows while the first holds the lock. A batch has the outcomes its writes
-//! would have one after the other, so batching changes no answer; the queue
-//! is bounded by the sessions' own request bounds.
+//! Writes are group-committed: while an organization's batch runs, its new
+//! writes queue up, and go together in the next [`VlobBackend::write_batch`]
+//! (at most [`MAX_BATCH`], one write per vlob, arrival order). Writers into
+//! one realm are serialised by its lock anyway; one transaction for many of
+//! them turns a lock hold per write into one per batch. A batch has the
+//! outcomes its writes would have one after the other, so batching changes
+//! no answer; the queue is bounded by the sessions' own request bounds.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -43,9 +40,6 @@ use crate::{Actors, backend_handler};
 /// Most writes one batch carries.
 pub const MAX_BATCH: usize = 256;
 
-/// Most batches of one organization running at once.
-pub const BATCHES_IN_FLIGHT: usize = 2;
-
 /// Owns the vlob backend.
 pub struct VlobActor {
     backend: Arc<dyn VlobBackend>,
@@ -56,10 +50,7 @@ pub struct VlobActor {
 #[derive(Default)]
 struct OrgWrites {
     queue: VecDeque<PendingWrite>,
-    /// Batches running.
-    running: usize,
-    /// The vlobs the running batches write.
-    writing: HashSet<Uuid>,
+    running: bool,
 }
 
 struct PendingWrite {
@@ -89,55 +80,43 @@ impl VlobActor {
         outcome
     }
 
-    /// Starts the organization's next batches while fewer than
-    /// [`BATCHES_IN_FLIGHT`] run.
+    /// Starts the organization's next batch unless one is running.
     fn start_batch(&mut self, org: OrganizationId, ctx: &mut Context<Self>) {
-        loop {
-            let Some(pending) = self.writes.get_mut(&org) else {
-                return;
-            };
-            if pending.queue.is_empty() && pending.running == 0 {
-                self.writes.remove(&org);
-                return;
-            }
-            if pending.running >= BATCHES_IN_FLIGHT || pending.queue.is_empty() {
-                return;
-            }
-            // Arrival order, stopping before a write to a vlob that a running
-            // batch or this one writes: it must see that write's outcome.
-            let mut batch = Vec::new();
-            while batch.len() < MAX_BATCH
-                && let Some(next) = pending.queue.front()
-                && pending.writing.insert(next.write.vlob_id())
-            {
-                batch.extend(pending.queue.pop_front());
-            }
-            if batch.is_empty() {
-                return;
-            }
-            pending.running += 1;
-            let (writes, replies): (Vec<VlobWrite>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
-            let backend = self.backend.clone();
-            let batch_org = org.clone();
-            let done_org = org.clone();
-            let run = async move {
-                let outcomes = backend.write_batch(&batch_org, &writes).await;
-                (writes, outcomes)
-            };
-            ctx.spawn(run.into_actor(self).map(move |(writes, outcomes), act, ctx| {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // The requester may be gone (connection closed): nothing to do.
-                    let _ = reply.send(outcome);
-                }
-                if let Some(pending) = act.writes.get_mut(&done_org) {
-                    pending.running -= 1;
-                    for w in &writes {
-                        pending.writing.remove(&w.vlob_id());
-                    }
-                }
-                act.start_batch(done_org, ctx);
-            }));
+        let Some(pending) = self.writes.get_mut(&org) else {
+            return;
+        };
+        if pending.running {
+            return;
         }
+        if pending.queue.is_empty() {
+            self.writes.remove(&org);
+            return;
+        }
+        // Arrival order, stopping before a second write to the same vlob:
+        // it must see the first one's outcome, so it waits for the next batch.
+        let mut seen = HashSet::new();
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH
+            && let Some(next) = pending.queue.front()
+            && seen.insert(next.write.vlob_id())
+        {
+            batch.extend(pending.queue.pop_front());
+        }
+        pending.running = true;
+        let (writes, replies): (Vec<VlobWrite>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
+        let backend = self.backend.clone();
+        let batch_org = org.clone();
+        let run = async move { backend.write_batch(&batch_org, &writes).await };
+        ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // The requester may be gone (connection closed): nothing to do.
+                let _ = reply.send(outcome);
+            }
+            if let Some(pending) = act.writes.get_mut(&org) {
+                pending.running = false;
+            }
+            act.start_batch(org, ctx);
+        }));
     }
 }
 

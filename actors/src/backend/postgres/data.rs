@@ -254,7 +254,7 @@ async fn realm_by_pk(c: &mut Conn, pk: i64, lock: Lock) -> Result<Option<Realm>,
 /// A user's latest role certificate in a realm: the one deciding its
 /// current role (greatest timestamp, then last stored, as
 /// [`last_role_of`] decides).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct LastRole {
     role: Option<RealmRole>,
     granted_on: DateTime,

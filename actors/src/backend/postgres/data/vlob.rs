@@ -100,11 +100,13 @@ async fn write_version(
     unsigned(checkpoint)
 }
 
-/// The lock-first write path: the realm row is locked before anything is
-/// read or written. The last resort of `vlob_batch` (which locks last).
-impl PgStore {
-    /// `vlob_create`, lock first.
-    pub(super) async fn create_locking(
+#[async_trait]
+impl VlobBackend for PgStore {
+    async fn write_batch(&self, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
+        super::vlob_batch::write_batch(self, org, writes).await
+    }
+
+    async fn create(
         &self,
         org: &OrganizationId,
         author_id: &DeviceId,
@@ -144,72 +146,6 @@ impl PgStore {
             Ok(write_version(c, &realm, author, vlob, 1, req.timestamp, &req.blob).await?)
         })
         .await
-    }
-
-    /// `vlob_update`, lock first.
-    pub(super) async fn update_locking(
-        &self,
-        org: &OrganizationId,
-        author_id: &DeviceId,
-        req: &VlobUpdate,
-    ) -> Result<(Uuid, u64), VlobUpdateError> {
-        use VlobUpdateError as E;
-        let mut conn = self.conn().await?;
-        conn.transaction::<_, E, _>(async |c| {
-            let author = author(c, org, author_id).await?;
-            let (vlob, realm) = find_vlob(c, author.org, req.vlob_id).await?.ok_or(E::VlobNotFound)?;
-            let realm = realm_by_pk(c, realm, Lock::Update).await?;
-            let (realm, last) = check_access(
-                c,
-                realm,
-                Some(author.user),
-                OperationKind::DataWrite,
-                Some(req.encryption_revision),
-                can_write,
-            )
-            .await?;
-            if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
-                return Err(E::RequireGreaterTimestamp(t));
-            }
-            // The latest version, whatever revision its atoms are at.
-            let latest: Option<(i32, Ts)> = vlob_atom::table
-                .filter(vlob_atom::vlob.eq(vlob))
-                .order(vlob_atom::version.desc())
-                .select((vlob_atom::version, vlob_atom::created_on))
-                .first(c)
-                .await
-                .optional()?;
-            let (latest, latest_on) = latest.ok_or(E::VlobNotFound)?;
-            let next = latest + 1;
-            if !same_revision(req.version, unsigned(next)?) {
-                return Err(E::BadVersion);
-            }
-            // Equal is fine: two versions may carry the same timestamp.
-            if dt(latest_on) > req.timestamp {
-                return Err(E::RequireGreaterTimestamp(dt(latest_on)));
-            }
-            let checkpoint = write_version(c, &realm, author, vlob, next, req.timestamp, &req.blob).await?;
-            Ok((realm.realm_id, checkpoint))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl VlobBackend for PgStore {
-    async fn write_batch(&self, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
-        super::vlob_batch::write_batch(self, org, writes).await
-    }
-
-    async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError> {
-        let write = VlobWrite::Create {
-            author: author.clone(),
-            req: req.clone(),
-        };
-        match super::vlob_batch::write_one(self, org, &write).await {
-            VlobWritten::Create(outcome) => outcome,
-            VlobWritten::Update(_) => Err(unexpected("an update's outcome for a create").into()),
-        }
     }
 
     async fn read(
@@ -298,17 +234,48 @@ impl VlobBackend for PgStore {
     async fn update(
         &self,
         org: &OrganizationId,
-        author: &DeviceId,
+        author_id: &DeviceId,
         req: &VlobUpdate,
     ) -> Result<(Uuid, u64), VlobUpdateError> {
-        let write = VlobWrite::Update {
-            author: author.clone(),
-            req: req.clone(),
-        };
-        match super::vlob_batch::write_one(self, org, &write).await {
-            VlobWritten::Update(outcome) => outcome,
-            VlobWritten::Create(_) => Err(unexpected("a create's outcome for an update").into()),
-        }
+        use VlobUpdateError as E;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, E, _>(async |c| {
+            let author = author(c, org, author_id).await?;
+            let (vlob, realm) = find_vlob(c, author.org, req.vlob_id).await?.ok_or(E::VlobNotFound)?;
+            let realm = realm_by_pk(c, realm, Lock::Update).await?;
+            let (realm, last) = check_access(
+                c,
+                realm,
+                Some(author.user),
+                OperationKind::DataWrite,
+                Some(req.encryption_revision),
+                can_write,
+            )
+            .await?;
+            if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
+                return Err(E::RequireGreaterTimestamp(t));
+            }
+            // The latest version, whatever revision its atoms are at.
+            let latest: Option<(i32, Ts)> = vlob_atom::table
+                .filter(vlob_atom::vlob.eq(vlob))
+                .order(vlob_atom::version.desc())
+                .select((vlob_atom::version, vlob_atom::created_on))
+                .first(c)
+                .await
+                .optional()?;
+            let (latest, latest_on) = latest.ok_or(E::VlobNotFound)?;
+            let next = latest + 1;
+            if !same_revision(req.version, unsigned(next)?) {
+                return Err(E::BadVersion);
+            }
+            // Equal is fine: two versions may carry the same timestamp.
+            if dt(latest_on) > req.timestamp {
+                return Err(E::RequireGreaterTimestamp(dt(latest_on)));
+            }
+            let checkpoint = write_version(c, &realm, author, vlob, next, req.timestamp, &req.blob).await?;
+            Ok((realm.realm_id, checkpoint))
+        })
+        .await
     }
 
     async fn poll_changes(

@@ -1,38 +1,28 @@
-//! PostgreSQL: vlob writes of one organization, many per transaction
+//! PostgreSQL: many vlob writes of one organization in one transaction
 //! ([`VlobBackend::write_batch`]).
 //!
-//! Same checks and writes as the lock-first `create` / `update` of
-//! `vlob.rs`, set-wise (a fixed number of statements for the whole batch,
-//! pipelined where they do not depend on each other), and with as little
-//! as possible done while the realm rows are locked, since every writer of
-//! a realm waits for that lock:
+//! Same checks and writes as `create` / `update` (see `vlob.rs`), set-wise:
+//! a fixed number of statements for the whole batch instead of a dozen per
+//! write, and each realm lock held once per batch instead of once per write.
 //!
-//! 1. Unlocked snapshot: the authors' row ids (organization `FOR KEY
-//!    SHARE`, as [`author`]), the updated vlobs' row ids and latest
-//!    versions, the realms the batch touches and the authors' last roles.
-//! 2. The checks, in Rust and in batch order, with the rules of the
+//! 1. The authors' row ids (organization `FOR KEY SHARE`, as [`author`]),
+//!    and the row ids of the vlobs the updates name.
+//! 2. Every realm the batch touches, locked in row id order (the order any
+//!    other batch takes them in, so batches never wait on each other in a
+//!    cycle), then, under those locks, the authors' last roles and the
+//!    updated vlobs' latest versions: nothing that decides an outcome can
+//!    change before commit.
+//! 3. The checks, in Rust and in batch order, with the rules of the
 //!    one-by-one path. The batch holds at most one write per vlob, so no
 //!    write's checks depend on another write of the batch.
-//! 3. Still unlocked, the rows of the writes that passed: new `vlob` rows
-//!    (`ON CONFLICT DO NOTHING`: a missing row means the id was taken,
-//!    `AlreadyExists`) and their atoms. A concurrent writer of the same
-//!    version of a vlob collides on the atoms' unique key, so a version
-//!    checked in step 2 cannot be taken in between.
-//! 4. The realms locked in row id order (the order every writer takes
-//!    them in), and the realm states and roles read again under the lock:
-//!    if anything that decided an outcome changed since step 1 (a role
-//!    change, a maintenance start), the transaction is rolled back and
-//!    tried again.
-//! 5. Under the lock: each realm's checkpoint moved by its number of
-//!    writes (consecutive indexes, in batch order, commit order being lock
-//!    order), the change log, `realm_user_change`; commit.
+//! 4. The writes that passed: new `vlob` rows (`ON CONFLICT DO NOTHING`:
+//!    a missing row means the id was taken, `AlreadyExists`), their atoms,
+//!    each realm's checkpoint moved by its number of writes (consecutive
+//!    indexes, in batch order), the change log, `realm_user_change`.
 //!
-//! Writers that only insert before locking never wait for each other in a
-//! cycle: under the lock a batch inserts nothing another writer inserts.
-//! Anything unexpected (a database error, a collision, a changed role, a
-//! batch with two writes on one vlob) makes the writes run again one per
-//! transaction, each tried [`ATTEMPTS`] times, then by the lock-first path,
-//! so a failure never changes another write's outcome.
+//! Anything unexpected (a database error, a batch with two writes on one
+//! vlob) makes the whole batch run again one write per transaction, so a
+//! failure never changes another write's outcome.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
@@ -46,9 +36,6 @@ use super::*;
 /// An author's row ids, by device id.
 type Authors = HashMap<String, Author>;
 
-/// How many times a write alone is tried before the lock-first path.
-const ATTEMPTS: usize = 3;
-
 /// Runs `writes` together (see the module documentation).
 pub(super) async fn write_batch(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Vec<VlobWritten> {
     if writes.len() > 1 && distinct_vlobs(writes) {
@@ -58,33 +45,10 @@ pub(super) async fn write_batch(store: &PgStore, org: &OrganizationId, writes: &
                 log::debug!("vlob write batch of {} in {:?}", writes.len(), t0.elapsed());
                 return outcomes;
             }
-            Err(e) => log::info!("vlob write batch of {}: {e:#}; writing one by one", writes.len()),
+            Err(e) => log::warn!("vlob write batch of {}: {e:#}; writing one by one", writes.len()),
         }
     }
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for write in writes {
-        outcomes.push(write_one(store, org, write).await);
-    }
-    outcomes
-}
-
-/// One write in a transaction of its own.
-pub(super) async fn write_one(store: &PgStore, org: &OrganizationId, write: &VlobWrite) -> VlobWritten {
-    for attempt in 1..=ATTEMPTS {
-        match run(store, org, std::slice::from_ref(write)).await {
-            Ok(mut outcomes) if outcomes.len() == 1 => {
-                if let Some(outcome) = outcomes.pop() {
-                    return outcome;
-                }
-            }
-            Ok(_) => log::error!("vlob write: not one outcome for one write"),
-            Err(e) => log::info!("vlob write, attempt {attempt}: {e:#}"),
-        }
-    }
-    match write {
-        VlobWrite::Create { author, req } => VlobWritten::Create(store.create_locking(org, author, req).await),
-        VlobWrite::Update { author, req } => VlobWritten::Update(store.update_locking(org, author, req).await),
-    }
+    write_one_by_one(store, org, writes).await
 }
 
 /// One write that passed its checks, waiting to be stored.
@@ -96,28 +60,25 @@ struct Accepted {
     vlob: Option<i64>,
     version: i32,
     author: Author,
-    timestamp: DateTime,
 }
 
 async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Vec<VlobWritten>, Internal> {
-    let keys = Keys::of(org, writes);
     let mut conn = store.conn().await?;
     conn.transaction::<_, Internal, _>(async |c| {
-        // 1. Snapshot.
         let Snapshot {
             authors,
             updated,
             realms,
             roles,
             latest,
-        } = snapshot(c, &keys).await?;
+        } = snapshot(c, org, writes).await?;
         let org_pk = authors
             .values()
             .next()
             .map(|a| a.org)
             .ok_or_else(|| unexpected("batch without authors"))?;
 
-        // 2. Checks.
+        // 3. Checks.
         let mut outcomes: Vec<Option<VlobWritten>> = Vec::with_capacity(writes.len());
         let mut accepted = Vec::new();
         for (at, write) in writes.iter().enumerate() {
@@ -130,8 +91,8 @@ async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Res
             match write {
                 VlobWrite::Create { author, req } => {
                     let author = author_of(author)?;
-                    let realm = realms.values().find(|r| r.realm_id == req.realm_id);
-                    match check_create(realm, author, req, &roles) {
+                    let realm = realms.values().find(|r| r.realm.realm_id == req.realm_id);
+                    match check_create(realm.map(|r| &r.realm), author, req, &roles) {
                         Ok(realm) => {
                             accepted.push(Accepted {
                                 at,
@@ -139,7 +100,6 @@ async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Res
                                 vlob: None,
                                 version: 1,
                                 author,
-                                timestamp: req.timestamp,
                             });
                             outcomes.push(None);
                         }
@@ -156,7 +116,6 @@ async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Res
                                 vlob: Some(vlob),
                                 version,
                                 author,
-                                timestamp: req.timestamp,
                             });
                             outcomes.push(None);
                         }
@@ -166,31 +125,17 @@ async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Res
             }
         }
 
-        // 3. Rows, unlocked.
+        // 4. Writes.
         insert_created_vlobs(c, org_pk, writes, &mut accepted, &mut outcomes).await?;
-        let atoms = insert_atoms(c, writes, &realms, &accepted).await?;
-
-        // 4. Locks, and what decided the outcomes read again.
-        let (locked, roles_now) = lock(c, &keys).await?;
-        let unchanged = locked.len() == realms.len()
-            && locked
-                .iter()
-                .all(|(pk, l)| realms.get(pk).is_some_and(|r| r.status == l.realm.status))
-            && roles_now == roles;
-        if !unchanged {
-            return Err(unexpected("a realm or a role changed during the batch"));
-        }
-
-        // 5. Under the locks.
-        let checkpoints = log_versions(c, &locked, &accepted, &atoms).await?;
+        let checkpoints = store_versions(c, writes, &realms, &accepted).await?;
         for (a, checkpoint) in accepted.iter().zip(checkpoints) {
             outcomes[a.at] = Some(match &writes[a.at] {
                 VlobWrite::Create { .. } => VlobWritten::Create(Ok(checkpoint)),
                 VlobWrite::Update { .. } => {
                     let realm_id = realms
                         .get(&a.realm)
-                        .map(|r| r.realm_id)
-                        .ok_or_else(|| unexpected("realm of a write not read"))?;
+                        .map(|r| r.realm.realm_id)
+                        .ok_or_else(|| unexpected("realm of a write not locked"))?;
                     VlobWritten::Update(Ok((realm_id, checkpoint)))
                 }
             });
@@ -211,93 +156,54 @@ struct LockedRealm {
     checkpoint: i64,
 }
 
-/// What decides the batch's outcomes, read before any realm lock.
+/// What decides the batch's outcomes, read under the realm locks.
 struct Snapshot {
     authors: Authors,
     /// Vlob id → (vlob row id, realm row id), for the vlobs updates name.
     updated: HashMap<Uuid, (i64, i64)>,
     /// By row id.
-    realms: BTreeMap<i64, Realm>,
+    realms: BTreeMap<i64, LockedRealm>,
     /// (realm, user) → last role certificate.
     roles: HashMap<(i64, i64), LastRole>,
     /// Vlob row id → latest version and its timestamp.
     latest: HashMap<i64, (i32, Ts)>,
 }
 
-/// The public ids a batch names, which its reads bind.
-struct Keys {
-    org: String,
-    /// The authors' device ids.
-    devices: Vec<String>,
-    /// The realms creates name.
-    created_in: Vec<Uuid>,
-    /// The vlobs updates name.
-    updated: Vec<Uuid>,
-}
-
-impl Keys {
-    fn of(org: &OrganizationId, writes: &[VlobWrite]) -> Self {
-        let mut devices = BTreeSet::new();
-        let mut created_in = BTreeSet::new();
-        let mut updated = Vec::new();
-        for w in writes {
-            match w {
-                VlobWrite::Create { author, req } => {
-                    devices.insert(author.as_str());
-                    created_in.insert(req.realm_id);
-                }
-                VlobWrite::Update { author, req } => {
-                    devices.insert(author.as_str());
-                    updated.push(req.vlob_id);
-                }
-            }
-        }
-        Self {
-            org: org.as_str().to_string(),
-            devices: devices.into_iter().map(str::to_string).collect(),
-            created_in: created_in.into_iter().collect(),
-            updated,
-        }
-    }
-}
-
-/// The texts of the batch's reads (fixed: each is one prepared statement
-/// per connection). Binds: $1 the organization id; `authors`: $2 the
-/// authors' device ids; `updated`, `latest`: $2 the vlob ids updates name;
-/// `realms`, `locked`, `roles`: $2 the realm ids creates name, $3 the vlob
-/// ids updates name, and (`roles`) $4 the authors' device ids.
-struct BatchSql {
+/// The texts of the five snapshot reads (fixed: each is one prepared
+/// statement per connection). Binds: $1 the organization id; `authors`: $2
+/// the authors' device ids; `updated`, `latest`: $2 the vlob ids updates
+/// name; `locked`, `roles`: $2 the realm ids creates name, $3 the vlob ids
+/// updates name, and (`roles`) $4 the authors' device ids.
+struct SnapshotSql {
     authors: String,
     updated: String,
-    realms: String,
     locked: String,
     roles: String,
     latest: String,
 }
 
-static BATCH_SQL: LazyLock<BatchSql> = LazyLock::new(|| {
+static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
     const ORG: &str = "(SELECT _id FROM organization WHERE organization_id = $1)";
     // The realms the creates name ($2) and those of the updated vlobs ($3).
     let realms_of_batch = format!(
         "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN \
          (SELECT realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($3)))"
     );
-    let realms = format!(
-        "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
-         d.device_id AS maintenance_started_by, r.maintenance_started_on, r.checkpoint \
-         FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by \
-         WHERE {realms_of_batch} ORDER BY r._id"
-    );
-    BatchSql {
+    SnapshotSql {
         authors: "SELECT o._id AS org, d._id AS device, d.device_id, d.user_ FROM device d \
              JOIN organization o ON o._id = d.organization \
              WHERE o.organization_id = $1 AND d.device_id = ANY($2) FOR KEY SHARE OF o"
             .to_string(),
         updated: format!("SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)"),
-        // Row id order: the order every writer locks realms in, so writers
+        // Row id order: the order every batch locks realms in, so batches
         // never wait on each other in a cycle.
-        locked: format!("{realms}{}", Lock::Update.clause()),
-        realms,
+        locked: format!(
+            "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \
+             d.device_id AS maintenance_started_by, r.maintenance_started_on, r.checkpoint \
+             FROM realm r LEFT JOIN device d ON d._id = r.maintenance_started_by \
+             WHERE {realms_of_batch} ORDER BY r._id{}",
+            Lock::Update.clause()
+        ),
         roles: format!(
             "SELECT DISTINCT ON (u.realm, u.user_) u.realm, u.user_, u.role, u.certified_on \
              FROM realm_user_role u \
@@ -313,41 +219,11 @@ static BATCH_SQL: LazyLock<BatchSql> = LazyLock::new(|| {
     }
 });
 
-#[derive(QueryableByName)]
-struct RealmWithCheckpoint {
-    #[diesel(embed)]
-    realm: RealmRow,
-    #[diesel(sql_type = BigInt)]
-    checkpoint: i64,
-}
-
-#[derive(QueryableByName)]
-struct RoleRow {
-    #[diesel(sql_type = BigInt)]
-    realm: i64,
-    #[diesel(sql_type = BigInt)]
-    user_: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    role: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    certified_on: Ts,
-}
-
-fn roles_by_key(rows: Vec<RoleRow>) -> Result<HashMap<(i64, i64), LastRole>, Internal> {
-    rows.into_iter()
-        .map(|r| {
-            let role = LastRole {
-                role: parse_role(r.role)?,
-                granted_on: dt(r.certified_on),
-            };
-            Ok(((r.realm, r.user_), role))
-        })
-        .collect()
-}
-
-/// The snapshot's five reads, sent at once on the connection (pipelined).
+/// The five reads of a batch, sent at once on the connection (pipelined:
+/// PostgreSQL runs them in order, so the role and version reads, which come
+/// after the realm locks, see what the previous lock holders committed).
 /// They name rows by public ids, since no row id is known yet.
-async fn snapshot(c: &mut Conn, keys: &Keys) -> Result<Snapshot, Internal> {
+async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Snapshot, Internal> {
     #[derive(QueryableByName)]
     struct AuthorRow {
         #[diesel(sql_type = BigInt)]
@@ -369,6 +245,24 @@ async fn snapshot(c: &mut Conn, keys: &Keys) -> Result<Snapshot, Internal> {
         realm: i64,
     }
     #[derive(QueryableByName)]
+    struct LockedRow {
+        #[diesel(embed)]
+        realm: RealmRow,
+        #[diesel(sql_type = BigInt)]
+        checkpoint: i64,
+    }
+    #[derive(QueryableByName)]
+    struct RoleRow {
+        #[diesel(sql_type = BigInt)]
+        realm: i64,
+        #[diesel(sql_type = BigInt)]
+        user_: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        role: Option<String>,
+        #[diesel(sql_type = Timestamptz)]
+        certified_on: Ts,
+    }
+    #[derive(QueryableByName)]
     struct LatestRow {
         #[diesel(sql_type = BigInt)]
         vlob: i64,
@@ -378,23 +272,41 @@ async fn snapshot(c: &mut Conn, keys: &Keys) -> Result<Snapshot, Internal> {
         created_on: Ts,
     }
 
-    let org = bind::<Text, _>(&keys.org);
-    let devices = bind::<Array<Text>, _>(&keys.devices);
-    let created_in = bind::<Array<diesel::sql_types::Uuid>, _>(&keys.created_in);
-    let updated_ids = bind::<Array<diesel::sql_types::Uuid>, _>(&keys.updated);
+    let devices: BTreeSet<&str> = writes
+        .iter()
+        .map(|w| match w {
+            VlobWrite::Create { author, .. } | VlobWrite::Update { author, .. } => author.as_str(),
+        })
+        .collect();
+    let devices: Vec<&str> = devices.into_iter().collect();
+    let mut created_in = BTreeSet::new();
+    let mut updated_ids = Vec::new();
+    for w in writes {
+        match w {
+            VlobWrite::Create { req, .. } => {
+                created_in.insert(req.realm_id);
+            }
+            VlobWrite::Update { req, .. } => updated_ids.push(req.vlob_id),
+        }
+    }
+    let created_in: Vec<Uuid> = created_in.into_iter().collect();
+    let org = bind::<Text, _>(org.as_str());
+    let devices = bind::<Array<Text>, _>(&devices);
+    let created_in = bind::<Array<diesel::sql_types::Uuid>, _>(&created_in);
+    let updated_ids = bind::<Array<diesel::sql_types::Uuid>, _>(&updated_ids);
     let by_device: [&dyn BindValue; 2] = [&org, &devices];
     let by_vlob: [&dyn BindValue; 2] = [&org, &updated_ids];
     let by_realm: [&dyn BindValue; 3] = [&org, &created_in, &updated_ids];
     let by_realm_and_device: [&dyn BindValue; 4] = [&org, &created_in, &updated_ids, &devices];
     let shared: &Conn = c;
     let (mut c1, mut c2, mut c3, mut c4, mut c5) = (shared, shared, shared, shared, shared);
-    let authors = prepared(&BATCH_SQL.authors, &by_device).load::<AuthorRow>(&mut c1);
-    let updated = prepared(&BATCH_SQL.updated, &by_vlob).load::<VlobRow>(&mut c2);
-    let realms = prepared(&BATCH_SQL.realms, &by_realm).load::<RealmWithCheckpoint>(&mut c3);
-    let roles = prepared(&BATCH_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c4);
-    let latest = prepared(&BATCH_SQL.latest, &by_vlob).load::<LatestRow>(&mut c5);
-    let (authors, updated, realms, roles, latest) =
-        futures_util::future::try_join5(authors, updated, realms, roles, latest).await?;
+    let authors = prepared(&SNAPSHOT_SQL.authors, &by_device).load::<AuthorRow>(&mut c1);
+    let updated = prepared(&SNAPSHOT_SQL.updated, &by_vlob).load::<VlobRow>(&mut c2);
+    let locked = prepared(&SNAPSHOT_SQL.locked, &by_realm).load::<LockedRow>(&mut c3);
+    let roles = prepared(&SNAPSHOT_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c4);
+    let latest = prepared(&SNAPSHOT_SQL.latest, &by_vlob).load::<LatestRow>(&mut c5);
+    let (authors, updated, locked, roles, latest) =
+        futures_util::future::try_join5(authors, updated, locked, roles, latest).await?;
 
     let authors = authors
         .into_iter()
@@ -408,11 +320,25 @@ async fn snapshot(c: &mut Conn, keys: &Keys) -> Result<Snapshot, Internal> {
         })
         .collect();
     let updated = updated.into_iter().map(|r| (r.vlob_id, (r._id, r.realm))).collect();
-    let realms = realms
+    let realms = locked
         .into_iter()
         .map(|row| {
             let realm = row.realm.into_realm()?;
-            Ok((realm.pk, realm))
+            let locked = LockedRealm {
+                realm,
+                checkpoint: row.checkpoint,
+            };
+            Ok((locked.realm.pk, locked))
+        })
+        .collect::<Result<_, Internal>>()?;
+    let roles = roles
+        .into_iter()
+        .map(|r| {
+            let role = LastRole {
+                role: parse_role(r.role)?,
+                granted_on: dt(r.certified_on),
+            };
+            Ok(((r.realm, r.user_), role))
         })
         .collect::<Result<_, Internal>>()?;
     let latest = latest
@@ -423,40 +349,9 @@ async fn snapshot(c: &mut Conn, keys: &Keys) -> Result<Snapshot, Internal> {
         authors,
         updated,
         realms,
-        roles: roles_by_key(roles)?,
+        roles,
         latest,
     })
-}
-
-/// Locks the batch's realms (row id order) and reads them and the roles
-/// again, pipelined: PostgreSQL runs the role read after the locks, so it
-/// sees what the previous lock holders committed.
-async fn lock(
-    c: &mut Conn,
-    keys: &Keys,
-) -> Result<(BTreeMap<i64, LockedRealm>, HashMap<(i64, i64), LastRole>), Internal> {
-    let org = bind::<Text, _>(&keys.org);
-    let devices = bind::<Array<Text>, _>(&keys.devices);
-    let created_in = bind::<Array<diesel::sql_types::Uuid>, _>(&keys.created_in);
-    let updated_ids = bind::<Array<diesel::sql_types::Uuid>, _>(&keys.updated);
-    let by_realm: [&dyn BindValue; 3] = [&org, &created_in, &updated_ids];
-    let by_realm_and_device: [&dyn BindValue; 4] = [&org, &created_in, &updated_ids, &devices];
-    let shared: &Conn = c;
-    let (mut c1, mut c2) = (shared, shared);
-    let locked = prepared(&BATCH_SQL.locked, &by_realm).load::<RealmWithCheckpoint>(&mut c1);
-    let roles = prepared(&BATCH_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c2);
-    let (locked, roles) = futures_util::future::try_join(locked, roles).await?;
-    let locked = locked
-        .into_iter()
-        .map(|row| {
-            let locked = LockedRealm {
-                realm: row.realm.into_realm()?,
-                checkpoint: row.checkpoint,
-            };
-            Ok((locked.realm.pk, locked))
-        })
-        .collect::<Result<_, Internal>>()?;
-    Ok((locked, roles_by_key(roles)?))
 }
 
 // ----------------------------------------------------------------- checks
@@ -495,13 +390,14 @@ fn check_update(
     req: &VlobUpdate,
     author: Author,
     updated: &HashMap<Uuid, (i64, i64)>,
-    realms: &BTreeMap<i64, Realm>,
+    realms: &BTreeMap<i64, LockedRealm>,
     roles: &HashMap<(i64, i64), LastRole>,
     latest: &HashMap<i64, (i32, Ts)>,
 ) -> Result<(i64, i64, i32), VlobUpdateError> {
     use VlobUpdateError as E;
     let (vlob, realm) = *updated.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
-    let (realm, last) = check_write(realms.get(&realm), author, req.encryption_revision, roles)?;
+    let realm = realms.get(&realm).map(|r| &r.realm);
+    let (realm, last) = check_write(realm, author, req.encryption_revision, roles)?;
     if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
         return Err(E::RequireGreaterTimestamp(t));
     }
@@ -576,24 +472,17 @@ async fn insert_created_vlobs(
     Ok(())
 }
 
-/// Inserts the accepted writes' atoms at their realm's revision (as read
-/// in the snapshot, checked again under the lock); returns each vlob's new
-/// atom (one write per vlob in a batch).
-async fn insert_atoms(
+/// Stores the accepted writes' atoms, change log entries, the realms' new
+/// checkpoints and `realm_user_change`, in one pipelined flight of three
+/// statements; returns each write's checkpoint, in order.
+async fn store_versions(
     c: &mut Conn,
     writes: &[VlobWrite],
-    realms: &BTreeMap<i64, Realm>,
+    realms: &BTreeMap<i64, LockedRealm>,
     accepted: &[Accepted],
-) -> Result<HashMap<i64, i64>, Internal> {
-    #[derive(QueryableByName)]
-    struct Atom {
-        #[diesel(sql_type = BigInt)]
-        _id: i64,
-        #[diesel(sql_type = BigInt)]
-        vlob: i64,
-    }
+) -> Result<Vec<u64>, Internal> {
     if accepted.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let n = accepted.len();
     let (mut vlobs, mut revisions, mut versions) =
@@ -603,6 +492,10 @@ async fn insert_atoms(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut log_realms, mut log_indexes, mut checkpoints) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    // Under the lock, each realm's next indexes follow its checkpoint, in batch order.
+    let mut last_index: BTreeMap<i64, i64> = BTreeMap::new();
     for a in accepted {
         let (blob, timestamp) = match &writes[a.at] {
             VlobWrite::Create { req, .. } => (&req.blob, req.timestamp),
@@ -610,85 +503,42 @@ async fn insert_atoms(
         };
         let realm = realms
             .get(&a.realm)
-            .ok_or_else(|| unexpected("realm of a write not read"))?;
+            .ok_or_else(|| unexpected("realm of a write not locked"))?;
+        let index = last_index.entry(a.realm).or_insert(realm.checkpoint);
+        *index += 1;
         vlobs.push(a.vlob.ok_or_else(|| unexpected("accepted write without vlob row"))?);
-        revisions.push(realm.revision());
+        revisions.push(realm.realm.revision());
         versions.push(a.version);
         blobs.push(blob);
         devices.push(a.author.device);
         stamps.push(ts(timestamp));
+        log_realms.push(a.realm);
+        log_indexes.push(*index);
+        checkpoints.push(unsigned(*index)?);
     }
-    let binds: [&dyn BindValue; 6] = [
+    let (moved_realms, moved_to): (Vec<i64>, Vec<i64>) = last_index.into_iter().unzip();
+    // One row per (realm, user) per statement: the latest timestamp of the batch.
+    let mut last_write: BTreeMap<(i64, i64), Ts> = BTreeMap::new();
+    for (a, stamp) in accepted.iter().zip(&stamps) {
+        let slot = last_write.entry((a.realm, a.author.user)).or_insert(*stamp);
+        *slot = (*slot).max(*stamp);
+    }
+    let (mut change_realms, mut change_users, mut change_on) = (Vec::new(), Vec::new(), Vec::new());
+    for ((realm, user), on) in last_write {
+        change_realms.push(realm);
+        change_users.push(user);
+        change_on.push(on);
+    }
+
+    let atoms: [&dyn BindValue; 8] = [
         &bind::<Array<BigInt>, _>(&vlobs),
         &bind::<Array<Int4>, _>(&revisions),
         &bind::<Array<Int4>, _>(&versions),
         &bind::<Array<Bytea>, _>(&blobs),
         &bind::<Array<BigInt>, _>(&devices),
         &bind::<Array<Timestamptz>, _>(&stamps),
-    ];
-    let atoms: Vec<Atom> = prepared(
-        "INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
-         SELECT v, e, n, b, octet_length(b), au, t \
-         FROM unnest($1::bigint[], $2::int4[], $3::int4[], $4::bytea[], $5::bigint[], $6::timestamptz[]) \
-         AS x(v, e, n, b, au, t) RETURNING _id, vlob",
-        &binds,
-    )
-    .load(c)
-    .await?;
-    if atoms.len() != n {
-        return Err(unexpected("vlob batch: atoms not inserted"));
-    }
-    Ok(atoms.into_iter().map(|a| (a.vlob, a._id)).collect())
-}
-
-/// Under the realm locks: the change log entries, the realms' new
-/// checkpoints and `realm_user_change`, in one pipelined flight of three
-/// statements; returns each accepted write's checkpoint, in order.
-async fn log_versions(
-    c: &mut Conn,
-    realms: &BTreeMap<i64, LockedRealm>,
-    accepted: &[Accepted],
-    atoms: &HashMap<i64, i64>,
-) -> Result<Vec<u64>, Internal> {
-    if accepted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let n = accepted.len();
-    let (mut log_realms, mut log_indexes, mut log_atoms) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut checkpoints = Vec::with_capacity(n);
-    // Each realm's next indexes follow its checkpoint, in batch order.
-    let mut last_index: BTreeMap<i64, i64> = BTreeMap::new();
-    // One row per (realm, user) per statement: the latest timestamp of the batch.
-    let mut last_write: BTreeMap<(i64, i64), DateTime> = BTreeMap::new();
-    for a in accepted {
-        let realm = realms
-            .get(&a.realm)
-            .ok_or_else(|| unexpected("realm of a write not locked"))?;
-        let index = last_index.entry(a.realm).or_insert(realm.checkpoint);
-        *index += 1;
-        let atom = a
-            .vlob
-            .and_then(|v| atoms.get(&v))
-            .ok_or_else(|| unexpected("atom not inserted"))?;
-        log_realms.push(a.realm);
-        log_indexes.push(*index);
-        log_atoms.push(*atom);
-        checkpoints.push(unsigned(*index)?);
-        let slot = last_write.entry((a.realm, a.author.user)).or_insert(a.timestamp);
-        *slot = (*slot).max(a.timestamp);
-    }
-    let (moved_realms, moved_to): (Vec<i64>, Vec<i64>) = last_index.into_iter().unzip();
-    let (mut change_realms, mut change_users, mut change_on) = (Vec::new(), Vec::new(), Vec::new());
-    for ((realm, user), on) in last_write {
-        change_realms.push(realm);
-        change_users.push(user);
-        change_on.push(ts(on));
-    }
-    let log: [&dyn BindValue; 3] = [
         &bind::<Array<BigInt>, _>(&log_realms),
         &bind::<Array<BigInt>, _>(&log_indexes),
-        &bind::<Array<BigInt>, _>(&log_atoms),
     ];
     let checkpoints_to: [&dyn BindValue; 2] = [
         &bind::<Array<BigInt>, _>(&moved_realms),
@@ -701,10 +551,17 @@ async fn log_versions(
     ];
     let shared: &Conn = c;
     let (mut c1, mut c2, mut c3) = (shared, shared, shared);
+    // One write per vlob in a batch: the vlob identifies its atom.
     let logged = prepared(
-        "INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
-        &log,
+        "WITH a AS ( \
+           INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
+           SELECT v, e, n, b, octet_length(b), au, t \
+           FROM unnest($1::bigint[], $2::int4[], $3::int4[], $4::bytea[], $5::bigint[], $6::timestamptz[]) \
+           AS x(v, e, n, b, au, t) RETURNING _id, vlob) \
+         INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
+         SELECT y.r, y.i, a._id FROM unnest($1::bigint[], $7::bigint[], $8::bigint[]) AS y(v, r, i) \
+         JOIN a ON a.vlob = y.v",
+        &atoms,
     )
     .execute(&mut c1);
     let moved = prepared(
