@@ -23,6 +23,7 @@ CLIENTS="${BENCH_CLIENTS:-50}"
 # `name@N`: that scenario with N clients (fan-out: N listeners) instead of $CLIENTS.
 SCENARIOS="${BENCH_SCENARIOS:-ping vlob_create vlob_create@10 vlob_read vlob_update vlob_update@10 block_create block_read handshake fanout fanout@100 fanout@1000 mix}"
 OUT="${BENCH_OUT:-$ROOT/bench-results.md}"
+LOGS="${BENCH_LOGS:-$ROOT/bench-logs}"
 REF_VENV="${PARSEC_BENCH_REF_VENV:-$HOME/.cache/parsec-bench-ref-venv}"
 WITH_REF="${BENCH_REFERENCE:-1}"
 TOKEN=s3cr3t
@@ -36,6 +37,8 @@ cleanup() {
   # `start` runs in a subshell (`< <(start …)`): its pids are in a file.
   for p in "${PIDS[@]}" $(cat "$WORK/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   [ -z "$PG_DIR" ] || "$ROOT/scripts/pg-stop.sh" "$PG_DIR"
+  # Server logs and the load tool's errors, kept for a look afterwards.
+  mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/*.json "$WORK"/load.err "$LOGS"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,6 +66,11 @@ fi
 eval "$("$ROOT/scripts/pg-start.sh")"
 PG_DIR="$PARSEC_TEST_PG_DIR"
 PG="$PARSEC_TEST_PG_URL"
+# Between scenarios, outside the measurements: statistics up to date (the
+# tables grow by the hundred thousand rows in a run) and dirty pages written.
+settle() { # database
+  psql -q "$PG/$1" -c "VACUUM ANALYZE" && psql -q "$PG/postgres" -c "CHECKPOINT"
+}
 for db in ours ref pgbench; do psql -q "$PG/postgres" -c "CREATE DATABASE $db"; done
 "$OURS" migrate --db "$PG/ours" >/dev/null
 [ "$WITH_REF" != 1 ] || "$REF_VENV/bin/parsec" backend migrate --db "$PG/ref" >/dev/null 2>&1
@@ -93,6 +101,7 @@ if [ "${BENCH_PGBENCH:-1}" = 1 ]; then
   PG_BLOCK_INSERT="$(pgbench_tps "$WORK/block-insert.sql")"
   PG_BLOCK_SELECT="$(pgbench_tps "$WORK/block-select.sql")"
 fi
+psql -q "$PG/postgres" -c "DROP DATABASE pgbench"
 
 # ------------------------------------------------------------ servers
 start() { # name command... ; echoes "port pid"
@@ -110,9 +119,13 @@ start() { # name command... ; echoes "port pid"
   note "$name did not start:"; tail -20 "$WORK/$name.log" >&2; exit 1
 }
 COMMON=(--blockstore POSTGRESQL --administration-token "$TOKEN" --email-host MOCKED --email-sender no-reply@parsec.com)
-read -r OURS_PORT OURS_PID < <(start ours "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}")
-REF_PORT="" REF_PID=""
-[ "$WITH_REF" != 1 ] || read -r REF_PORT REF_PID < <(start ref "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}")
+start_ours() { start "ours-$1" "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}"; }
+start_ref() { start "ref-$1" "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}"; }
+stop() { # pid (not our child: started in a subshell), waits up to 10 s for it to end
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
 
 run() { # port pid scenario[@N] → JSON
   local name="${3%@*}" n="$CLIENTS" clients extra=()
@@ -130,11 +143,24 @@ print("-" if v is None else (round(v,2) if isinstance(v,float) else v))' "$1"; }
 {
   echo "| scenario | ours req/s | ours p99 ms | ours CPU ms/req | reference req/s | reference p99 ms | reference CPU ms/req | ratio req/s |"
   echo "|---|---|---|---|---|---|---|---|"
+  # A fresh process of each server per scenario (same databases): one
+  # scenario's leftovers (the reference stays deadlocked once concurrent
+  # block_creates have exhausted its pool) do not weigh on the next.
   for s in $SCENARIOS; do
     note "scenario $s"
-    o="$(run "$OURS_PORT" "$OURS_PID" "$s")"
+    settle ours
+    read -r port pid < <(start_ours "$s")
+    o="$(run "$port" "$pid" "$s")"
+    echo "$o" >"$WORK/ours-$s.json"
+    stop "$pid"
     r="{}"
-    [ "$WITH_REF" != 1 ] || r="$(run "$REF_PORT" "$REF_PID" "$s")"
+    if [ "$WITH_REF" = 1 ]; then
+      settle ref
+      read -r port pid < <(start_ref "$s")
+      r="$(run "$port" "$pid" "$s")"
+      echo "$r" >"$WORK/ref-$s.json"
+      stop "$pid"
+    fi
     ot="$(field throughput_rps <<<"$o")"; rt="$(field throughput_rps <<<"$r")"
     ratio="$(python3 -c 'import sys; a,b=sys.argv[1:]; print("%.1fx" % (float(a)/float(b)) if b not in ("-","0","0.0") and a != "-" else "-")' "$ot" "$rt")"
     echo "| $s | $ot | $(field latency_ms.p99 <<<"$o") | $(field server_cpu_ms_per_request <<<"$o") | $rt | $(field latency_ms.p99 <<<"$r") | $(field server_cpu_ms_per_request <<<"$r") | $ratio |"

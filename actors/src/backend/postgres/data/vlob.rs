@@ -300,7 +300,12 @@ impl VlobBackend for PgStore {
         }
         // One statement (see "One-statement reads" in `data.rs`). The
         // changes are read only for a requester with a role; the three
-        // arrays are aggregated from the same rows, so they line up.
+        // arrays are aggregated from the same rows, so they line up. The
+        // atom and the vlob of each change are looked up by primary key in
+        // subqueries the planner cannot flatten (`LIMIT 1`): as plain joins,
+        // the generic plan PostgreSQL settles on for a prepared statement
+        // (it cannot know how many changes are past $4) hashed the whole
+        // `vlob_atom` and `vlob` tables on every poll once they were large.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT {REALM_COLUMNS}, lr.role AS requester_role, c.indexes, c.vlob_ids, c.versions \
@@ -310,7 +315,9 @@ impl VlobBackend for PgStore {
                  {REQUESTER_ROLE} \
                  LEFT JOIN LATERAL (SELECT array_agg(vu.index) AS indexes, array_agg(v.vlob_id) AS vlob_ids, \
                    array_agg(a.version) AS versions \
-                   FROM realm_vlob_update vu JOIN vlob_atom a ON a._id = vu.vlob_atom JOIN vlob v ON v._id = a.vlob \
+                   FROM realm_vlob_update vu \
+                   CROSS JOIN LATERAL (SELECT x.version, x.vlob FROM vlob_atom x WHERE x._id = vu.vlob_atom LIMIT 1) a \
+                   CROSS JOIN LATERAL (SELECT y.vlob_id FROM vlob y WHERE y._id = a.vlob LIMIT 1) v \
                    WHERE lr.role IS NOT NULL AND vu.realm = r._id AND vu.index > $4) c ON TRUE \
                  WHERE o.organization_id = $1"
             )
