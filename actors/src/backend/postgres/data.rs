@@ -101,13 +101,13 @@ async fn author(c: &mut Conn, org: &OrganizationId, device_id: &DeviceId) -> Res
         #[diesel(sql_type = BigInt)]
         user_: i64,
     }
-    let row: Option<Row> = diesel::sql_query(
+    let (org, device_id) = (bind::<Text, _>(org.as_str()), bind::<Text, _>(device_id.as_str()));
+    let row: Option<Row> = prepared(
         "SELECT o._id AS org, d._id AS device, d.user_ FROM device d \
          JOIN organization o ON o._id = d.organization \
          WHERE o.organization_id = $1 AND d.device_id = $2 FOR KEY SHARE OF o",
+        &[&org, &device_id],
     )
-    .bind::<Text, _>(org.as_str())
-    .bind::<Text, _>(device_id.as_str())
     .get_result(c)
     .await
     .optional()?;
@@ -225,15 +225,26 @@ impl RealmRow {
     }
 }
 
+/// The texts of [`realm_by_id`] (`$1` organization, `$2` realm id) and
+/// [`realm_by_pk`] (`$1` row id), one per [`Lock`]: a fixed set, each a
+/// statement prepared once per connection.
+static REALM_SQL: std::sync::LazyLock<[[String; 3]; 2]> = std::sync::LazyLock::new(|| {
+    let locks = [Lock::None, Lock::Share, Lock::Update];
+    [
+        locks.map(|l| {
+            format!(
+                "{REALM_SELECT} WHERE r.organization = $1 AND r.realm_id = $2{}",
+                l.clause()
+            )
+        }),
+        locks.map(|l| format!("{REALM_SELECT} WHERE r._id = $1{}", l.clause())),
+    ]
+});
+
 /// A realm by its public id, held as `lock` says.
 async fn realm_by_id(c: &mut Conn, org: i64, realm_id: Uuid, lock: Lock) -> Result<Option<Realm>, Internal> {
-    let sql = format!(
-        "{REALM_SELECT} WHERE r.organization = $1 AND r.realm_id = $2{}",
-        lock.clause()
-    );
-    let row: Option<RealmRow> = diesel::sql_query(sql)
-        .bind::<BigInt, _>(org)
-        .bind::<diesel::sql_types::Uuid, _>(realm_id)
+    let (org, realm_id) = (bind::<BigInt, _>(org), bind::<diesel::sql_types::Uuid, _>(realm_id));
+    let row: Option<RealmRow> = prepared(&REALM_SQL[0][lock as usize], &[&org, &realm_id])
         .get_result(c)
         .await
         .optional()?;
@@ -242,9 +253,8 @@ async fn realm_by_id(c: &mut Conn, org: i64, realm_id: Uuid, lock: Lock) -> Resu
 
 /// A realm by its row id (reached through a vlob or a block), held as `lock` says.
 async fn realm_by_pk(c: &mut Conn, pk: i64, lock: Lock) -> Result<Option<Realm>, Internal> {
-    let sql = format!("{REALM_SELECT} WHERE r._id = $1{}", lock.clause());
-    let row: Option<RealmRow> = diesel::sql_query(sql)
-        .bind::<BigInt, _>(pk)
+    let pk = bind::<BigInt, _>(pk);
+    let row: Option<RealmRow> = prepared(&REALM_SQL[1][lock as usize], &[&pk])
         .get_result(c)
         .await
         .optional()?;

@@ -35,6 +35,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use parsec_schema::Pool;
 
+use super::{bind, prepared};
 use crate::broker::{Broker, Publish};
 use crate::event::Event;
 use crate::event_record;
@@ -122,16 +123,19 @@ async fn write_batch(pool: &Pool, batch: &[Event]) -> anyhow::Result<()> {
     // together (a data-modifying CTE always runs), in one round trip instead
     // of four (BEGIN, INSERT, NOTIFY, COMMIT). `unnest WITH ORDINALITY` keeps
     // the publication order in the ids.
-    diesel::sql_query(
+    let (orgs, payloads, channel) = (
+        bind::<diesel::sql_types::Array<Text>, _>(&orgs),
+        bind::<diesel::sql_types::Array<Bytea>, _>(&payloads),
+        bind::<Text, _>(CHANNEL),
+    );
+    prepared(
         "WITH appended AS (\
              INSERT INTO event_log (organization_id, payload) \
              SELECT o, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(o, p, n) ORDER BY n \
              RETURNING 1) \
          SELECT pg_notify($3, '')",
+        &[&orgs, &payloads, &channel],
     )
-    .bind::<diesel::sql_types::Array<Text>, _>(&orgs)
-    .bind::<diesel::sql_types::Array<Bytea>, _>(&payloads)
-    .bind::<Text, _>(CHANNEL)
     .execute(&mut conn)
     .await?;
     Ok(())
@@ -188,10 +192,12 @@ impl Cursor {
 }
 
 async fn read_past(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Vec<LogRow>> {
-    let read = diesel::sql_query("SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2")
-        .bind::<BigInt, _>(floor)
-        .bind::<BigInt, _>(BATCH as i64)
-        .load(conn);
+    let (floor, limit) = (bind::<BigInt, _>(floor), bind::<BigInt, _>(BATCH as i64));
+    let read = prepared(
+        "SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2",
+        &[&floor, &limit],
+    )
+    .load(conn);
     match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(rows) => Ok(rows?),
         Err(_) => anyhow::bail!("reading the event log took more than {READ_TIMEOUT:?}"),
