@@ -110,3 +110,102 @@ async fn block_store_failures_are_timeouts() {
     // Checks run before the store is touched.
     assert_bare(&env.block_create(&alice, Uuid::new_v4(), id, b"x").await, "not_found");
 }
+
+/// A block store whose writes wait until the test lets them through, so that
+/// the test can change things between a block create's checks and its
+/// metadata insert.
+struct GatedStore {
+    inner: Arc<dyn BlockStore>,
+    entered: tokio::sync::mpsc::Sender<()>,
+    release: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<()>>,
+}
+
+#[async_trait]
+impl BlockStore for GatedStore {
+    async fn read(&self, org: &OrganizationId, id: Uuid) -> Result<Bytes, BlockStoreError> {
+        self.inner.read(org, id).await
+    }
+    async fn create(&self, org: &OrganizationId, id: Uuid, block: Bytes) -> Result<(), BlockStoreError> {
+        let _ = self.entered.send(()).await;
+        self.release.lock().await.recv().await;
+        self.inner.create(org, id, block).await
+    }
+}
+
+/// A gated environment: `entered` says a store write started, `release`
+/// lets one through.
+async fn gated_env() -> (Env, Dev, tokio::sync::mpsc::Receiver<()>, tokio::sync::mpsc::Sender<()>) {
+    let (entered_tx, entered) = tokio::sync::mpsc::channel(8);
+    let (release, release_rx) = tokio::sync::mpsc::channel(8);
+    let (env, alice) = Env::start_with(|mut b| {
+        b.blockstore = Arc::new(GatedStore {
+            inner: b.blockstore.clone(),
+            entered: entered_tx,
+            release: tokio::sync::Mutex::new(release_rx),
+        });
+        b
+    })
+    .await;
+    (env, alice, entered, release)
+}
+
+/// What happens while the block bytes are being stored counts: the checks
+/// hold again when the metadata is inserted, and a refused create leaves no
+/// readable block.
+#[actix_web::test]
+async fn changes_during_the_store_write_are_seen() {
+    let (env, alice, mut entered, release) = gated_env().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Contributor), at(-4))
+        .await;
+
+    // Bob's role is taken away while his block is stored.
+    let id = Uuid::new_v4();
+    let create = env.block_create(&bob, realm_id, id, b"bob's");
+    let revoke = async {
+        entered.recv().await.unwrap();
+        env.share(&alice, realm_id, &bob, None, at(-3)).await;
+        release.send(()).await.unwrap();
+    };
+    let (rep, ()) = tokio::join!(create, revoke);
+    assert_bare(&rep, "not_allowed");
+    assert_bare(&env.block_read(&alice, id).await, "not_found");
+
+    // The same id created twice at once: one wins, the other finds it taken.
+    let id = Uuid::new_v4();
+    let first = env.block_create(&alice, realm_id, id, b"same");
+    let second = env.block_create(&alice, realm_id, id, b"same");
+    let both_in = async {
+        entered.recv().await.unwrap();
+        entered.recv().await.unwrap();
+        release.send(()).await.unwrap();
+        release.send(()).await.unwrap();
+    };
+    let (a, b, ()) = tokio::join!(first, second, both_in);
+    let mut outcomes = [status(&a).to_owned(), status(&b).to_owned()];
+    outcomes.sort();
+    assert_eq!(outcomes, ["already_exists", "ok"]);
+    assert_eq!(bin(&env.block_read(&alice, id).await, "block"), b"same");
+
+    // A re-encryption starts while a block is stored.
+    let id = Uuid::new_v4();
+    let create = env.block_create(&alice, realm_id, id, b"late");
+    let start = async {
+        entered.recv().await.unwrap();
+        let r = req::RealmStartReencryptionMaintenance {
+            realm_id,
+            encryption_revision: 2,
+            timestamp: now(),
+            per_participant_message: [(alice.user_id(), b"key".to_vec())].into(),
+        };
+        let rep = parsec_actors::realm::start_reencryption_maintenance(&env.actors, &alice.client, r)
+            .await
+            .unwrap();
+        assert_eq!(status(&rep), "ok", "{rep:?}");
+        release.send(()).await.unwrap();
+    };
+    let (rep, ()) = tokio::join!(create, start);
+    assert_bare(&rep, "in_maintenance");
+    assert_bare(&env.block_read(&alice, id).await, "not_found");
+}

@@ -143,9 +143,6 @@ async fn org_and_user(c: &mut Conn, org: &OrganizationId, user: &UserId) -> Resu
 enum Lock {
     /// Plain read.
     None,
-    /// Block inserts: concurrent with each other, ordered against role
-    /// changes and maintenance.
-    Share,
     /// Vlob writes, role changes, maintenance: one at a time per realm.
     Update,
 }
@@ -154,7 +151,6 @@ impl Lock {
     fn clause(self) -> &'static str {
         match self {
             Lock::None => "",
-            Lock::Share => " FOR SHARE OF r",
             Lock::Update => " FOR NO KEY UPDATE OF r",
         }
     }
@@ -228,8 +224,8 @@ impl RealmRow {
 /// The texts of [`realm_by_id`] (`$1` organization, `$2` realm id) and
 /// [`realm_by_pk`] (`$1` row id), one per [`Lock`]: a fixed set, each a
 /// statement prepared once per connection.
-static REALM_SQL: std::sync::LazyLock<[[String; 3]; 2]> = std::sync::LazyLock::new(|| {
-    let locks = [Lock::None, Lock::Share, Lock::Update];
+static REALM_SQL: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new(|| {
+    let locks = [Lock::None, Lock::Update];
     [
         locks.map(|l| {
             format!(

@@ -9,41 +9,133 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use parsec_protocol::cmds::authenticated::BlockCreate;
 use parsec_protocol::types::*;
-use parsec_schema::schema::{block, device, message};
+use parsec_schema::schema::{device, message};
 
 use super::*;
 use crate::blockstore::BlockStore;
 
-/// The block-create checks (commands.md §10.1 steps 2–5); returns the realm.
-/// With `Lock::Share` the realm row stays held until the transaction ends,
-/// so no role change or maintenance start slips between check and insert.
+/// What the block-create checks (commands.md §10.1 steps 2–5) need, from one
+/// statement: the author's row ids, the realm, the author's latest role in
+/// it and whether the block id is taken.
+#[derive(QueryableByName)]
+struct CreateCheckRow {
+    #[diesel(sql_type = BigInt)]
+    org: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    device: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    user_: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    block: Option<i64>,
+    #[diesel(embed)]
+    realm: MaybeRealmRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    requester_role: Option<String>,
+}
+
+/// The checks of a block create, in the order the rules give them; on
+/// success the author and the realm's row id.
 async fn check_block_create(
     c: &mut Conn,
-    author: Author,
+    org: &OrganizationId,
+    author_id: &DeviceId,
     realm_id: Uuid,
     block_id: Uuid,
-    lock: Lock,
-) -> Result<Realm, BlockCreateError> {
-    let realm = realm_by_id(c, author.org, realm_id, lock)
-        .await?
-        .ok_or(BlockCreateError::RealmNotFound)?;
+) -> Result<(Author, i64), BlockCreateError> {
+    // One statement (see "One-statement reads" in `data.rs`).
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT o._id AS org, d._id AS device, d.user_, b._id AS block, {REALM_COLUMNS}, \
+             lr.role AS requester_role \
+             FROM organization o \
+             LEFT JOIN device d ON d.organization = o._id AND d.device_id = $2 \
+             LEFT JOIN user_ u ON u._id = d.user_ \
+             LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
+             {MAINTENANCE_AUTHOR} \
+             {REQUESTER_ROLE} \
+             LEFT JOIN block b ON b.organization = o._id AND b.block_id = $4 \
+             WHERE o.organization_id = $1"
+        )
+    });
+    let row: Option<CreateCheckRow> = prepared(
+        &SQL,
+        &[
+            &bind::<Text, _>(org.as_str()),
+            &bind::<Text, _>(author_id.as_str()),
+            &bind::<diesel::sql_types::Uuid, _>(realm_id),
+            &bind::<diesel::sql_types::Uuid, _>(block_id),
+        ],
+    )
+    .get_result(c)
+    .await
+    .optional()?;
+    let row = row.ok_or_else(|| unexpected("organization of an authenticated device not found"))?;
+    let (Some(device), Some(user)) = (row.device, row.user_) else {
+        return Err(unexpected("authenticated device not found").into());
+    };
+    let realm = row.realm.into_realm()?.ok_or(BlockCreateError::RealmNotFound)?;
     if realm.status.maintenance.is_some() {
         return Err(BlockCreateError::InMaintenance);
     }
-    if !can_write(role_of(c, realm.pk, Some(author.user)).await?) {
+    if !can_write(parse_role(row.requester_role)?) {
         return Err(BlockCreateError::NotAllowed);
     }
-    let exists: Option<i64> = block::table
-        .filter(block::organization.eq(author.org))
-        .filter(block::block_id.eq(block_id))
-        .select(block::_id)
-        .first(c)
-        .await
-        .optional()?;
-    if exists.is_some() {
+    if row.block.is_some() {
         return Err(BlockCreateError::AlreadyExists);
     }
-    Ok(realm)
+    let author = Author {
+        org: row.org,
+        device,
+        user,
+    };
+    Ok((author, realm.pk))
+}
+
+/// The block's metadata row, inserted only if the checks still hold: the
+/// realm out of maintenance, the author still a writer, the id free. One
+/// statement, so the checks and the insert see one snapshot; whatever
+/// commits meanwhile (a role change, a maintenance start) is ordered after
+/// it, as it would be had it come a moment later. `false`: some check no
+/// longer holds.
+async fn insert_block_row(
+    c: &mut Conn,
+    author: Author,
+    realm: i64,
+    block_id: Uuid,
+    size: i32,
+    now: DateTime,
+) -> Result<bool, Internal> {
+    static WRITERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| WRITE_ROLES.map(RealmRole::as_str).to_vec());
+    let inserted: Option<InsertedRow> = prepared(
+        "INSERT INTO block (organization, block_id, realm, author, size, created_on) \
+         SELECT $1, $2, r._id, $4, $5, $6 FROM realm r \
+         WHERE r._id = $3 AND r.maintenance_type IS NULL \
+         AND (SELECT rr.role FROM realm_user_role rr WHERE rr.realm = r._id AND rr.user_ = $7 \
+              ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) = ANY($8) \
+         ON CONFLICT (organization, block_id) DO NOTHING \
+         RETURNING _id",
+        &[
+            &bind::<BigInt, _>(author.org),
+            &bind::<diesel::sql_types::Uuid, _>(block_id),
+            &bind::<BigInt, _>(realm),
+            &bind::<BigInt, _>(author.device),
+            &bind::<Int4, _>(size),
+            &bind::<Timestamptz, _>(ts(now)),
+            &bind::<BigInt, _>(author.user),
+            &bind::<diesel::sql_types::Array<Text>, _>(&*WRITERS),
+        ],
+    )
+    .get_result(c)
+    .await
+    .optional()?;
+    Ok(inserted.is_some())
+}
+
+#[derive(QueryableByName)]
+struct InsertedRow {
+    #[diesel(sql_type = BigInt)]
+    #[allow(dead_code)] // only its presence matters
+    _id: i64,
 }
 
 #[async_trait]
@@ -62,17 +154,13 @@ impl BlockBackend for PgStore {
             block,
         } = req;
         let size = i32::try_from(block.len()).map_err(|_| unexpected("block larger than 2 GiB"))?;
-        // Checks first, in a short transaction whose connection goes back to
-        // the pool before the store write: the store may be remote and slow,
-        // or be the POSTGRESQL block store, which needs a connection of its own.
-        let author = {
+        // Checked before the store write, so a refused request stores
+        // nothing; the connection goes back to the pool meanwhile: the store
+        // may be remote and slow, or be the POSTGRESQL block store, which
+        // needs a connection of its own.
+        let (author, realm) = {
             let mut conn = self.conn().await?;
-            conn.transaction::<_, BlockCreateError, _>(async |c| {
-                let author = author(c, org, author_id).await?;
-                check_block_create(c, author, realm_id, block_id, Lock::None).await?;
-                Ok(author)
-            })
-            .await?
+            check_block_create(&mut conn, org, author_id, realm_id, block_id).await?
         };
         // Stores are idempotent: a concurrent create of the same id at worst
         // writes the same key twice, and only one metadata insert succeeds.
@@ -81,26 +169,16 @@ impl BlockBackend for PgStore {
             .await
             .map_err(BlockCreateError::Store)?;
         let mut conn = self.conn().await?;
-        conn.transaction::<_, BlockCreateError, _>(async |c| {
-            // Again: the realm, the role or the id may have changed meanwhile.
-            let realm = check_block_create(c, author, realm_id, block_id, Lock::Share).await?;
-            let inserted = diesel::insert_into(block::table)
-                .values((
-                    block::organization.eq(author.org),
-                    block::block_id.eq(block_id),
-                    block::realm.eq(realm.pk),
-                    block::author.eq(author.device),
-                    block::size.eq(size),
-                    block::created_on.eq(ts(now)),
-                ))
-                .execute(c)
-                .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e) => Err(BlockCreateError::AlreadyExists),
-                r => r.map(|_| ()).map_err(Into::into),
+        // A failed insert means something changed since the check: checking
+        // again says what. Should the checks pass again (a role revoked and
+        // granted back meanwhile), the insert is tried once more.
+        for _ in 0..2 {
+            if insert_block_row(&mut conn, author, realm, block_id, size, now).await? {
+                return Ok(());
             }
-        })
-        .await
+            check_block_create(&mut conn, org, author_id, realm_id, block_id).await?;
+        }
+        Err(unexpected("block create checks keep changing").into())
     }
 
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
