@@ -156,6 +156,15 @@ impl Lock {
     }
 }
 
+/// The order that puts a vlob's latest version first, for the writes' version
+/// checks: by revision, then version, which walks the `(vlob,
+/// encryption_revision, version)` index backwards and stops at one entry.
+/// "Latest by version whatever the revision" would read every version of
+/// the vlob. The two agree whenever a write can pass its checks: writes are
+/// refused during a maintenance, and a re-encryption only finishes once
+/// every version has its atom at the new revision.
+const LATEST_ATOM_ORDER: &str = "a.encryption_revision DESC, a.version DESC";
+
 /// The realm columns the checks need; the maintenance author is joined in
 /// (an outer join, hence `FOR … OF r`).
 const REALM_SELECT: &str = "SELECT r._id, r.realm_id, r.encryption_revision, r.maintenance_type, \

@@ -255,10 +255,10 @@ impl VlobBackend for PgStore {
             if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
                 return Err(E::RequireGreaterTimestamp(t));
             }
-            // The latest version, whatever revision its atoms are at.
+            // The latest version (see `LATEST_ATOM_ORDER`).
             let latest: Option<(i32, Ts)> = vlob_atom::table
                 .filter(vlob_atom::vlob.eq(vlob))
-                .order(vlob_atom::version.desc())
+                .order((vlob_atom::encryption_revision.desc(), vlob_atom::version.desc()))
                 .select((vlob_atom::version, vlob_atom::created_on))
                 .first(c)
                 .await

@@ -211,10 +211,12 @@ static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
              AND u.user_ IN (SELECT user_ FROM device WHERE organization = {ORG} AND device_id = ANY($4)) \
              ORDER BY u.realm, u.user_, u.certified_on DESC, u._id DESC"
         ),
+        // One index probe per vlob (see `LATEST_ATOM_ORDER`).
         latest: format!(
-            "SELECT DISTINCT ON (a.vlob) a.vlob, a.version, a.created_on FROM vlob_atom a \
-             WHERE a.vlob IN (SELECT _id FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)) \
-             ORDER BY a.vlob, a.version DESC"
+            "SELECT v._id AS vlob, a.version, a.created_on FROM vlob v \
+             CROSS JOIN LATERAL (SELECT a.version, a.created_on FROM vlob_atom a WHERE a.vlob = v._id \
+               ORDER BY {LATEST_ATOM_ORDER} LIMIT 1) a \
+             WHERE v.organization = {ORG} AND v.vlob_id = ANY($2)"
         ),
     }
 });
