@@ -219,13 +219,8 @@ diesel::joinable!(realm_user_change -> user_ (user_));
 diesel::joinable!(realm_user_role -> device (certified_by));
 diesel::joinable!(realm_user_role -> realm (realm));
 diesel::joinable!(realm_user_role -> user_ (user_));
-diesel::joinable!(realm_vlob_update -> realm (realm));
-diesel::joinable!(realm_vlob_update -> vlob_atom (vlob_atom));
 diesel::joinable!(user_ -> organization (organization));
 diesel::joinable!(vlob -> organization (organization));
-diesel::joinable!(vlob -> realm (realm));
-diesel::joinable!(vlob_atom -> device (author));
-diesel::joinable!(vlob_atom -> vlob (vlob));
 
 diesel::allow_tables_to_appear_in_same_query!(
     block,

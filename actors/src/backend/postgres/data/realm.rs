@@ -91,7 +91,7 @@ impl RealmBackend for PgStore {
             // The atoms the change log points at are the versions as written:
             // re-encrypted copies are not counted.
             let vlobs_size: Option<i64> = realm_vlob_update::table
-                .inner_join(vlob_atom::table)
+                .inner_join(vlob_atom::table.on(vlob_atom::_id.eq(realm_vlob_update::vlob_atom)))
                 .filter(realm_vlob_update::realm.eq(realm.pk))
                 .select(sum(vlob_atom::size))
                 .first(c)
