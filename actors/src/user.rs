@@ -2,7 +2,7 @@
 //! `user_get`, `user_create`, `user_revoke`, `device_create` and
 //! `human_find` (commands.md §3).
 //!
-//! Accepts: [`GetUserWithDevice`], [`GetUserWithTrustchain`], [`CreateUser`],
+//! Accepts: [`GetHandshakeIdentity`], [`GetUserWithTrustchain`], [`CreateUser`],
 //! [`CreateDevice`], [`RevokeUser`], [`FindHumans`].
 //!
 //! The command functions run the checks that need no storage (profile,
@@ -43,10 +43,10 @@ impl Actor for UserActor {
     type Context = Context<Self>;
 }
 
-/// A device and its user (handshake).
+/// What the authenticated handshake checks (organization, user, device).
 #[derive(Message)]
-#[rtype(result = "Result<(User, Device), UserLookupError>")]
-pub struct GetUserWithDevice {
+#[rtype(result = "Result<HandshakeIdentity, UserLookupError>")]
+pub struct GetHandshakeIdentity {
     pub org: OrganizationId,
     pub device_id: DeviceId,
 }
@@ -93,8 +93,8 @@ pub struct FindHumans {
     pub query: HumanFindQuery,
 }
 
-backend_handler!(UserActor, GetUserWithDevice, |b, m| b
-    .get_user_with_device(&m.org, &m.device_id)
+backend_handler!(UserActor, GetHandshakeIdentity, |b, m| b
+    .handshake_identity(&m.org, &m.device_id)
     .await);
 backend_handler!(UserActor, GetUserWithTrustchain, |b, m| b
     .get_user_with_trustchain(&m.org, &m.user_id)

@@ -175,16 +175,26 @@ impl OrganizationBackend for MemoryStore {
 
 #[async_trait]
 impl UserBackend for MemoryStore {
-    async fn get_user_with_device(
+    async fn handshake_identity(
         &self,
         org: &OrganizationId,
         device_id: &DeviceId,
-    ) -> Result<(User, Device), UserLookupError> {
+    ) -> Result<HandshakeIdentity, UserLookupError> {
         let orgs = self.lock();
         let o = orgs.get(org).ok_or(UserLookupError::NotFound)?;
         let device = o.devices.get(device_id).ok_or(UserLookupError::NotFound)?;
         let user = o.users.get(&device_id.user_id()).ok_or(UserLookupError::NotFound)?;
-        Ok((user.clone(), device.clone()))
+        Ok(HandshakeIdentity {
+            root_verify_key: o.org.root_verify_key,
+            organization_expired: o.org.is_expired,
+            user_id: user.user_id.clone(),
+            human_handle: user.human_handle.clone(),
+            profile: user.profile,
+            revoked_on: user.revoked_on,
+            device_id: device.device_id.clone(),
+            device_label: device.device_label.clone(),
+            verify_key: device.verify_key,
+        })
     }
 
     async fn get_user_with_trustchain(

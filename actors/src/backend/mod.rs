@@ -183,15 +183,39 @@ pub struct UserWithTrustchain {
     pub trustchain_revoked_users: Vec<User>,
 }
 
+/// What an authenticated handshake checks, found in one lookup: the
+/// organization's state, the device's key and its user's identity.
+#[derive(Debug, Clone)]
+pub struct HandshakeIdentity {
+    /// `None`: the organization is not bootstrapped.
+    pub root_verify_key: Option<Key32>,
+    pub organization_expired: bool,
+    pub user_id: UserId,
+    pub human_handle: Option<HumanHandle>,
+    pub profile: UserProfile,
+    pub revoked_on: Option<DateTime>,
+    pub device_id: DeviceId,
+    pub device_label: Option<DeviceLabel>,
+    pub verify_key: Key32,
+}
+
+impl HandshakeIdentity {
+    /// Revoked at `now` (as [`User::is_revoked`]).
+    pub fn is_revoked(&self, now: DateTime) -> bool {
+        self.revoked_on.is_some_and(|r| r <= now)
+    }
+}
+
 /// Users and devices.
 #[async_trait]
 pub trait UserBackend: Send + Sync {
-    /// For the handshake: the device and its user.
-    async fn get_user_with_device(
+    /// For the authenticated handshake (`NotFound`: no such organization,
+    /// device or user).
+    async fn handshake_identity(
         &self,
         org: &OrganizationId,
         device_id: &DeviceId,
-    ) -> Result<(User, Device), UserLookupError>;
+    ) -> Result<HandshakeIdentity, UserLookupError>;
     /// For `user_get`: the user, its devices, and its certification trustchain.
     async fn get_user_with_trustchain(
         &self,

@@ -9,7 +9,7 @@ use crate::backend::*;
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
 use crate::event::Event;
 use crate::organization::{CreateOrganization, GetOrganization};
-use crate::user::GetUserWithDevice;
+use crate::user::GetHandshakeIdentity;
 
 /// A successful handshake.
 pub(crate) enum Identity {
@@ -57,8 +57,8 @@ async fn organization(actors: &Actors, answer: &Answer) -> Result<Option<Organiz
 }
 
 /// An expired organization also closes its live connections (README §4.5).
-fn expired(actors: &Actors, org: &Organization) -> Refusal {
-    actors.publish(Event::OrganizationExpired { org: org.id.clone() });
+fn expired(actors: &Actors, org: &parsec_protocol::types::OrganizationId) -> Refusal {
+    actors.publish(Event::OrganizationExpired { org: org.clone() });
     HandshakeError::OrganizationExpired.into()
 }
 
@@ -78,37 +78,35 @@ pub(crate) async fn identify(
             rvk,
             answer: ref signed,
         } => {
-            let org = organization(&actors, &answer)
-                .await?
-                .ok_or(HandshakeError::BadIdentity)?;
-            let msg = GetUserWithDevice {
+            let msg = GetHandshakeIdentity {
                 org: organization_id.clone(),
                 device_id: device_id.clone(),
             };
-            let (user, device) = match actors.user.send(msg).await? {
+            // One lookup: an unknown organization, device or user is the same refusal.
+            let id = match actors.user.send(msg).await? {
                 Ok(found) => found,
                 Err(UserLookupError::NotFound) => return Err(HandshakeError::BadIdentity.into()),
                 Err(UserLookupError::Internal(e)) => return Err(e.into()),
             };
-            if org.root_verify_key != Some(rvk) {
+            if id.root_verify_key != Some(rvk) {
                 return Err(HandshakeError::RvkMismatch.into());
             }
-            if org.is_expired {
-                return Err(expired(&actors, &org));
+            if id.organization_expired {
+                return Err(expired(&actors, organization_id));
             }
-            if user.is_revoked(DateTime::now()) {
+            if id.is_revoked(DateTime::now()) {
                 return Err(HandshakeError::RevokedDevice.into());
             }
-            handshake::verify_signed_answer(version, signed, &device.verify_key, &challenge)?;
+            handshake::verify_signed_answer(version, signed, &id.verify_key, &challenge)?;
             Ok(Identity::Authenticated(AuthenticatedClient {
                 conn_id,
-                org: org.id,
-                device_id: device.device_id,
-                user_id: user.user_id,
-                profile: user.profile,
-                human_handle: user.human_handle,
-                device_label: device.device_label,
-                verify_key: device.verify_key,
+                org: organization_id.clone(),
+                device_id: id.device_id,
+                user_id: id.user_id,
+                profile: id.profile,
+                human_handle: id.human_handle,
+                device_label: id.device_label,
+                verify_key: id.verify_key,
             }))
         }
         Answer::Invited {
@@ -118,7 +116,7 @@ pub(crate) async fn identify(
                 .await?
                 .ok_or(HandshakeError::BadIdentity)?;
             if org.is_expired {
-                return Err(expired(&actors, &org));
+                return Err(expired(&actors, &org.id));
             }
             // The two help texts are matched by the client (README §0 item 3).
             let invitation = match crate::invite::lookup(&actors, &org.id, token).await {
@@ -164,7 +162,7 @@ pub(crate) async fn identify(
                 None => return Err(HandshakeError::BadIdentity.into()),
             };
             if org.is_expired {
-                return Err(expired(&actors, &org));
+                return Err(expired(&actors, &org.id));
             }
             if rvk.is_some() && rvk != org.root_verify_key {
                 return Err(HandshakeError::RvkMismatch.into());

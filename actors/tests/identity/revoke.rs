@@ -1,7 +1,7 @@
 //! `user_revoke` (commands.md §3.3): checks, effect, closing connections.
 
 use parsec_actors::backend::UserLookupError;
-use parsec_actors::user::GetUserWithDevice;
+use parsec_actors::user::GetHandshakeIdentity;
 use parsec_protocol::cmds::authenticated as req;
 use parsec_protocol::types::*;
 use parsec_protocol::value::Value;
@@ -10,12 +10,12 @@ use crate::common::*;
 
 /// Whether the handshake would now refuse the device as revoked.
 async fn refused_at_handshake(env: &Env, dev: &Dev) -> bool {
-    let msg = GetUserWithDevice {
+    let msg = GetHandshakeIdentity {
         org: env.org.clone(),
         device_id: dev.device_id(),
     };
     match env.actors.user.send(msg).await.unwrap() {
-        Ok((user, _)) => user.is_revoked(DateTime::now()),
+        Ok(id) => id.is_revoked(DateTime::now()),
         Err(UserLookupError::NotFound) => panic!("device not found"),
         Err(UserLookupError::Internal(e)) => panic!("{e}"),
     }

@@ -250,44 +250,38 @@ pub(crate) async fn insert_user_and_device(
 
 #[async_trait]
 impl UserBackend for PgStore {
-    async fn get_user_with_device(
+    async fn handshake_identity(
         &self,
         org: &OrganizationId,
         device_id: &DeviceId,
-    ) -> Result<(User, Device), UserLookupError> {
+    ) -> Result<HandshakeIdentity, UserLookupError> {
         #[derive(QueryableByName)]
         struct Row {
-            #[diesel(embed)]
-            user: UserRow,
+            #[diesel(sql_type = Nullable<Bytea>)]
+            root_verify_key: Option<Vec<u8>>,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            is_expired: bool,
             #[diesel(sql_type = Text)]
-            device_id: String,
+            profile: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            human_email: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            human_label: Option<String>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            revoked_on: Option<Ts>,
             #[diesel(sql_type = Nullable<Text>)]
             device_label: Option<String>,
             #[diesel(sql_type = Bytea)]
             verify_key: Vec<u8>,
-            #[diesel(sql_type = Bytea)]
-            device_certificate: Vec<u8>,
-            #[diesel(sql_type = Bytea)]
-            redacted_device_certificate: Vec<u8>,
-            #[diesel(sql_type = Nullable<Text>)]
-            device_certifier: Option<String>,
-            #[diesel(sql_type = Timestamptz)]
-            device_created_on: Ts,
         }
-        // The authenticated handshake's lookup: one statement (one snapshot,
-        // one round trip, prepared once per connection), no transaction.
-        // No row: no such organization, device or user.
-        const SQL: &str = "SELECT u._id, u.user_id, u.profile, u.human_email, u.human_label, u.user_certificate, \
-             u.redacted_user_certificate, uc.device_id AS user_certifier, u.created_on, u.revoked_on, \
-             u.revoked_user_certificate, rc.device_id AS revoked_user_certifier, \
-             d.device_id, d.device_label, d.verify_key, d.device_certificate, d.redacted_device_certificate, \
-             dc.device_id AS device_certifier, d.created_on AS device_created_on \
+        // One statement (one snapshot, one round trip, prepared once per
+        // connection), no transaction, and only the columns the handshake
+        // checks. No row: no such organization, device or user.
+        const SQL: &str = "SELECT o.root_verify_key, o.is_expired, u.profile, u.human_email, u.human_label, \
+             u.revoked_on, d.device_label, d.verify_key \
              FROM organization o \
              JOIN device d ON d.organization = o._id AND d.device_id = $2 \
-             LEFT JOIN device dc ON dc._id = d.device_certifier \
              JOIN user_ u ON u.organization = o._id AND u.user_id = $3 \
-             LEFT JOIN device uc ON uc._id = u.user_certifier \
-             LEFT JOIN device rc ON rc._id = u.revoked_user_certifier \
              WHERE o.organization_id = $1";
         let user_id = device_id.user_id();
         let mut conn = self.conn().await?;
@@ -304,16 +298,18 @@ impl UserBackend for PgStore {
         .optional()?;
         drop(conn);
         let row = row.ok_or(UserLookupError::NotFound)?;
-        let device = DeviceRow {
-            device_id: row.device_id,
-            device_label: row.device_label,
-            verify_key: row.verify_key,
-            device_certificate: row.device_certificate,
-            redacted_device_certificate: row.redacted_device_certificate,
-            device_certifier: row.device_certifier,
-            created_on: row.device_created_on,
-        };
-        Ok((row.user.into_user()?, device.into_device()?))
+        Ok(HandshakeIdentity {
+            root_verify_key: row.root_verify_key.as_deref().map(key32).transpose()?,
+            organization_expired: row.is_expired,
+            user_id,
+            human_handle: human(row.human_email, row.human_label),
+            profile: UserProfile::parse(&row.profile)
+                .ok_or_else(|| Internal(anyhow::anyhow!("invalid profile in database: {}", row.profile)))?,
+            revoked_on: row.revoked_on.map(dt),
+            device_id: device_id.clone(),
+            device_label: row.device_label.as_deref().map(parse_id).transpose()?,
+            verify_key: key32(&row.verify_key)?,
+        })
     }
 
     async fn get_user_with_trustchain(
