@@ -13,6 +13,7 @@ use actix_http::error::PayloadError;
 use actix_http::ws::Item;
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
 
 use super::ClientSession;
 use crate::Actors;
@@ -41,6 +42,23 @@ pub fn start_shared(
     ws::WsResponseBuilder::new(session, req, FrameGuard::new(payload))
         .frame_size(MAX_MESSAGE_SIZE)
         .start()
+}
+
+/// Runs a session on a websocket whose upgrade the caller answered itself
+/// (the server's own connection handling, which keeps no HTTP machinery
+/// alive under an idle websocket). `input` is everything the client sends
+/// after its request head; the returned stream is what to write back, and
+/// ends once the session is over (after its close frame, if any).
+///
+/// Same limits as [`start_shared`]: frames and messages up to
+/// [`MAX_MESSAGE_SIZE`], oversized headers refused by the [`FrameGuard`].
+pub fn run<S>(input: S, actors: impl AsRef<Actors> + 'static) -> impl Stream<Item = Result<Bytes, actix_web::Error>>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let session = ClientSession::new(Box::new(actors));
+    let codec = actix_http::ws::Codec::new().max_size(MAX_MESSAGE_SIZE);
+    ws::WebsocketContext::with_codec(session, FrameGuard::new(input), codec)
 }
 
 impl AsRef<Actors> for Actors {
