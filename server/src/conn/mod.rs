@@ -9,6 +9,7 @@
 //!   actix-web's HTTP service, the bytes already read replayed first
 //!   ([`Replay`]). The connection is then actix-web's until it closes.
 
+mod answer;
 mod head;
 mod replay;
 mod websocket;
@@ -26,7 +27,7 @@ use actix_web::rt::net::TcpStream;
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::LocalBoxFuture;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::http::AppState;
 use crate::serve::{CLIENT_DISCONNECT_TIMEOUT, CLIENT_REQUEST_TIMEOUT};
@@ -173,11 +174,23 @@ where
         Ok(Ok(Some(verdict))) => verdict,
         // Closed before sending anything: nothing to answer.
         Ok(Ok(None)) if head.is_empty() => return Ok(()),
-        // Closed mid-head, or too slow: actix-web answers as it always did
-        // (its own request timeout starts over, so a slow client gets its
-        // 408 after twice the timeout at most).
-        Ok(Ok(None)) | Err(_) => Sniff::Http,
+        // Closed mid-head: actix-web deals with the partial request as it
+        // always did.
+        Ok(Ok(None)) => Sniff::Http,
         Ok(Err(e)) => return Err(e.into()),
+        // Too slow: what actix-web answered, at the same moment (handing
+        // over would start its own timeout again).
+        Err(_) => {
+            drop(head);
+            let bounded = tokio::time::timeout(CLIENT_DISCONNECT_TIMEOUT, async {
+                io.write_all(&answer::request_timeout()).await?;
+                io.shutdown().await
+            });
+            return match bounded.await {
+                Ok(written) => written.map_err(ConnError::from),
+                Err(_) => Ok(()),
+            };
+        }
     };
     match verdict {
         Sniff::Websocket(upgrade) => {

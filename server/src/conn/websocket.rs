@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf};
 
-use super::ConnError;
 use super::head::Upgrade;
+use super::{ConnError, answer};
 use crate::http::{self, SharedActors};
 
 /// Largest read at once. On the stack, only while reading.
@@ -39,7 +39,7 @@ where
 {
     let started = Instant::now();
     let (reader, mut writer) = tokio::io::split(io);
-    writer.write_all(&response_head(&upgrade.accept)).await?;
+    writer.write_all(&answer::switching_protocols(&upgrade.accept)).await?;
     http::log_request("GET", "/ws", None, 101, started.elapsed());
 
     let input = SocketInput {
@@ -58,22 +58,6 @@ where
     // side cleanly, without waiting long for a peer that does not read.
     let _ = tokio::time::timeout(disconnect_timeout, writer.shutdown()).await;
     Ok(())
-}
-
-/// The `101 Switching Protocols` answer, with the headers actix-web sent
-/// (`server` and `content-type` included, so that clients see no change).
-fn response_head(accept: &[u8; 28]) -> Vec<u8> {
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n");
-    head.extend_from_slice(b"sec-websocket-accept: ");
-    head.extend_from_slice(accept);
-    head.extend_from_slice(b"\r\nserver: ");
-    head.extend_from_slice(http::SERVER_HEADER.as_bytes());
-    head.extend_from_slice(b"\r\ncontent-type: application/octet-stream\r\ndate: ");
-    head.extend_from_slice(date.as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
-    head
 }
 
 /// The client's bytes, as the session's input stream.
@@ -107,27 +91,6 @@ impl<T: AsyncRead + Unpin> Stream for SocketInput<T> {
                 self.reader = None;
                 Poll::Ready(Some(Err(PayloadError::Io(e))))
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_answer_has_the_headers_clients_saw_before() {
-        let head = String::from_utf8(response_head(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")).unwrap();
-        assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
-        assert!(head.ends_with(" GMT\r\n\r\n"), "{head}");
-        for line in [
-            "upgrade: websocket",
-            "connection: upgrade",
-            "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
-            "server: parsec",
-            "content-type: application/octet-stream",
-        ] {
-            assert!(head.contains(&format!("\r\n{line}\r\n")), "{line} in {head}");
         }
     }
 }

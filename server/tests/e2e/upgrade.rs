@@ -1,7 +1,8 @@
 //! The server's own websocket upgrade (`conn`), at its edges: refusals keep
 //! the statuses actix-web gave them, plain HTTP still works on a kept-alive
-//! connection (an upgrade there included), and frames a client sends right
-//! behind its request head reach the session.
+//! connection (an upgrade there included), frames a client sends right
+//! behind its request head reach the session, and a head that never ends
+//! gets its 408 in time.
 
 use std::time::Duration;
 
@@ -247,4 +248,22 @@ async fn a_session_over_the_servers_own_upgrade_works() {
     ws.send_frame(0x8, &1000u16.to_be_bytes(), true, true, 0).await;
     assert_eq!(ws.recv_event().await, WsEvent::Close(Some(1000)));
     assert_eq!(ws.recv_event().await, WsEvent::Eof);
+}
+
+#[actix_web::test]
+async fn an_unfinished_head_gets_a_timeout_in_time() {
+    // Half an upgrade request, then nothing: 408 after the request timeout,
+    // as actix-web answered (not twice as late).
+    let server = start_server().await;
+    let mut raw = Raw::connect(&server).await;
+    let started = std::time::Instant::now();
+    raw.send(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await;
+    let res = raw.response().await;
+    assert_eq!(res.status, 408, "{}", res.head);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
+    assert!(!raw.fill().await, "closed after the 408");
 }
