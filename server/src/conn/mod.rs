@@ -154,6 +154,8 @@ where
     }
 }
 
+/// The life of one connection (see the module documentation); an error is
+/// only worth a debug line (clients vanish all the time).
 async fn serve<T, H>(
     mut io: T,
     peer: Option<SocketAddr>,
