@@ -4,8 +4,10 @@
 //! Thin by design: each handler extracts the request's parts and calls the
 //! matching function of `parsec_actors::{admin, anonymous, session}`.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{App, HttpRequest, HttpResponse, middleware, web};
 use parsec_actors::Actors;
 use parsec_actors::admin::{self, JsonReply};
 use parsec_actors::anonymous::{self, MsgpackReply};
@@ -27,6 +29,30 @@ pub struct AppState {
 pub const MAX_BODY: usize = 1024 * 1024;
 
 const HTML: &str = "text/html;charset=utf-8";
+
+/// Our `server` header, on every response.
+pub const SERVER_HEADER: &str = "parsec";
+
+/// The application: every route, behind its middleware (outermost first):
+/// access log, `server` header, HTTPS enforcement.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(middleware::from_fn(enforce_https))
+        .wrap(middleware::DefaultHeaders::new().add(("server", SERVER_HEADER)))
+        .wrap(middleware::from_fn(access_log))
+        .configure(configure)
+}
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -79,31 +105,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-/// Tunes every accepted connection:
-/// - no Nagle: a reply written right after an event (two small writes) must
-///   not wait for the client's delayed ACK (~40 ms);
-/// - TCP keepalive: a peer that vanished (power cut, network gone) is detected
-///   by the kernel and its connection closed, even if the client never reads
-///   (an idle 2.10 client does not answer websocket pings until it reads).
-pub fn set_nodelay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    use actix_web::rt::net::TcpStream;
-    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
-        conn.downcast_ref::<actix_tls::accept::openssl::TlsStream<TcpStream>>()
-            .map(|tls| tls.get_ref())
-    });
-    let Some(tcp) = tcp else { return };
-    if let Err(e) = tcp.set_nodelay(true) {
-        log::debug!("TCP_NODELAY: {e}");
-    }
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(60))
-        .with_interval(std::time::Duration::from_secs(10))
-        .with_retries(3);
-    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
-        log::debug!("TCP keepalive: {e}");
-    }
-}
-
 /// Liveness for load balancers: the process serves HTTP.
 async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -146,16 +147,27 @@ pub async fn access_log(
         Ok(r) => (r.status(), r.request().match_info().get("id").map(str::to_string)),
         Err(e) => (e.as_response_error().status_code(), None),
     };
-    let quiet = matches!(path.as_str(), "/health" | "/ready") || status == StatusCode::SWITCHING_PROTOCOLS;
+    log_request(
+        method.as_str(),
+        &path,
+        org.as_deref(),
+        status.as_u16(),
+        started.elapsed(),
+    );
+    res
+}
+
+/// The access log line of one request (see [`access_log`]; websocket
+/// upgrades answered without actix-web log theirs here too).
+pub(crate) fn log_request(method: &str, path: &str, org: Option<&str>, status: u16, elapsed: std::time::Duration) {
+    let quiet = matches!(path, "/health" | "/ready") || status == StatusCode::SWITCHING_PROTOCOLS.as_u16();
     let level = if quiet { log::Level::Debug } else { log::Level::Info };
     let org = org.map(|o| format!(" org={o}")).unwrap_or_default();
     log::log!(
         level,
-        "http {method} {path}{org} status={} {}ms",
-        status.as_u16(),
-        started.elapsed().as_millis()
+        "http {method} {path}{org} status={status} {}ms",
+        elapsed.as_millis()
     );
-    res
 }
 
 /// `--forward-proto-enforce-https H:V`: a request whose header H is present
@@ -313,7 +325,7 @@ async fn anonymous_post(req: HttpRequest, body: web::Bytes, state: web::Data<App
 /// The application state's actors, lent to a websocket session: an `Arc`
 /// clone, where cloning [`Actors`] allocates twice per actor address and
 /// would be held by every connection for its whole life.
-struct SharedActors(web::Data<AppState>);
+pub(crate) struct SharedActors(pub(crate) web::Data<AppState>);
 
 impl AsRef<Actors> for SharedActors {
     fn as_ref(&self) -> &Actors {
@@ -322,6 +334,11 @@ impl AsRef<Actors> for SharedActors {
 }
 
 /// `/ws`: a websocket upgrade becomes a session; anything else is a 404 page.
+///
+/// Valid upgrades starting a connection never get here: `conn` answers them
+/// without actix-web. This handler serves the rest: refusals (with
+/// actix-web-actors' statuses), and upgrades `conn` leaves to actix-web
+/// (HTTP/1.0, a second request on a kept-alive connection…).
 async fn websocket(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let is_upgrade = req
         .headers()

@@ -2,7 +2,9 @@
 //! tests can start the real HTTP server in-process on a free port.
 
 pub mod config;
+mod conn;
 pub mod http;
 pub mod logging;
 pub mod sentry;
+pub mod serve;
 pub mod tls;

@@ -8,7 +8,6 @@
 use std::process::ExitCode;
 
 use actix::Actor;
-use actix_web::{App, HttpServer, middleware, web};
 use parsec_actors::backend::Backends;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use parsec_actors::blockstore::{BlockStore, MemoryBlockStore};
 use parsec_actors::broker;
 use parsec_actors::{Actors, Settings};
 use parsec_server::config::{BlockStoreConfig, Command, DbUrl, EmailConfig, RunConfig};
-use parsec_server::{config, http, logging, tls};
+use parsec_server::{config, http, logging, serve, tls};
 
 /// Bound on a graceful stop: in-flight commands get this long to finish.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
@@ -172,23 +171,18 @@ fn serve(cfg: RunConfig) -> anyhow::Result<()> {
             backend_query,
             forward_proto_enforce_https,
         };
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(state.clone()))
-                .wrap(middleware::from_fn(http::enforce_https))
-                .wrap(middleware::DefaultHeaders::new().add(("server", "parsec")))
-                .wrap(middleware::from_fn(http::access_log))
-                .configure(http::configure)
-        })
-        .on_connect(http::set_nodelay)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
-        let server = match tls {
-            Some(acceptor) => server.bind_openssl((host.as_str(), port), acceptor),
-            None => server.bind((host.as_str(), port)),
-        }
-        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?
-        .run();
+        let listening = serve::start(
+            state,
+            serve::Options {
+                host: host.clone(),
+                port,
+                tls,
+                workers: None,
+                shutdown_timeout_secs: SHUTDOWN_TIMEOUT_SECS,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
+        let server = listening.server;
         println!(
             "Starting Parsec Backend on {host}:{port} (db={} blockstore={} email={} telemetry={} backend_addr={})",
             cfg.db.kind(),

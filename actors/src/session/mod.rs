@@ -88,8 +88,9 @@ enum InFlight {
 
 /// See the module documentation.
 ///
-/// Kept small: an idle connection is mostly this struct, its context and the
-/// HTTP/1 dispatcher under it, and a server holds tens of thousands of them.
+/// Kept small: an idle connection is mostly this struct and its context (the
+/// server serves websockets without HTTP machinery under them, see
+/// [`ws::run`]), and a server holds tens of thousands of them.
 /// Hence the shared [`Actors`] (see [`ws::start_shared`]), queues that give
 /// their memory back once empty, and the handshake timer cancelled once done.
 pub struct ClientSession {

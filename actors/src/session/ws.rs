@@ -1,9 +1,11 @@
 //! Websocket plumbing: the only module that touches `actix-web-actors`, so a
 //! move to `actix-ws` changes this file alone.
 //!
-//! Reassembles fragmented messages (continuation frames, with control frames
-//! allowed in between), bounds the size of a message, and turns everything
-//! else into an [`Incoming`] the session understands.
+//! Decodes the client's frames into a buffer that an idle connection does
+//! not keep ([`Frames`]), reassembles fragmented messages (continuation
+//! frames, with control frames allowed in between), bounds the size of a
+//! message, and turns everything else into an [`Incoming`] the session
+//! understands.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::pin::Pin;
@@ -13,6 +15,7 @@ use actix_http::error::PayloadError;
 use actix_http::ws::Item;
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
 
 use super::ClientSession;
 use crate::Actors;
@@ -37,10 +40,33 @@ pub fn start_shared(
     payload: web::Payload,
     actors: impl AsRef<Actors> + 'static,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let mut response = ws::handshake(req)?;
+    Ok(response.streaming(run(payload, actors)))
+}
+
+/// Runs a session on a websocket whose upgrade the caller answered itself
+/// (the server's own connection handling, which keeps no HTTP machinery
+/// alive under an idle websocket). `input` is everything the client sends
+/// after its request head; the returned stream is what to write back, and
+/// ends once the session is over (after its close frame, if any).
+///
+/// Frames and messages are bounded by [`MAX_MESSAGE_SIZE`], oversized
+/// headers refused by the [`FrameGuard`], and frames decoded by [`Frames`].
+pub fn run<S>(input: S, actors: impl AsRef<Actors> + 'static) -> impl Stream<Item = Result<Bytes, actix_web::Error>>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
     let session = ClientSession::new(Box::new(actors));
-    ws::WsResponseBuilder::new(session, req, FrameGuard::new(payload))
-        .frame_size(MAX_MESSAGE_SIZE)
-        .start()
+    let frames = Frames::new(FrameGuard::new(input));
+    // The context's own decoder is given a stream that never yields: ours
+    // replaces it (see [`Frames`]). The context encodes what the session
+    // writes, with no size limit on that side.
+    let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
+    ws::WebsocketContext::with_factory(unused, move |ctx| {
+        use actix::AsyncContext as _;
+        ctx.add_stream(frames);
+        session
+    })
 }
 
 impl AsRef<Actors> for Actors {
@@ -143,6 +169,91 @@ where
     }
 }
 
+/// The client's frames, decoded with actix's codec into a buffer that is
+/// given back as soon as it is empty. actix-web-actors' own decoder keeps
+/// its buffer, at its largest size, for the connection's life: after one
+/// 512 KiB block, an idle connection held on to 512 KiB or more.
+struct Frames<S> {
+    input: S,
+    codec: actix_http::ws::Codec,
+    /// Bytes received and not yet decoded: empty, and unallocated, between
+    /// messages.
+    buf: BytesMut,
+    /// The input ended (or failed): decode what is left, then end.
+    ended: bool,
+}
+
+impl<S> Frames<S> {
+    fn new(input: S) -> Self {
+        Self {
+            input,
+            codec: actix_http::ws::Codec::new().max_size(MAX_MESSAGE_SIZE),
+            buf: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    /// The next frame already in `buf`, if complete.
+    fn decode(&mut self) -> Option<Result<ws::Message, ws::ProtocolError>> {
+        use tokio_util::codec::Decoder as _;
+        let frame = match self.codec.decode(&mut self.buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return None,
+            Err(e) => {
+                // The stream is unusable past a framing error.
+                self.ended = true;
+                self.buf = BytesMut::new();
+                return Some(Err(e));
+            }
+        };
+        if self.buf.is_empty() {
+            // The frame's payload keeps what it needs of the allocation.
+            self.buf = BytesMut::new();
+        }
+        Some(match frame {
+            ws::Frame::Binary(b) => Ok(ws::Message::Binary(b)),
+            ws::Frame::Text(b) => bytestring::ByteString::try_from(b)
+                .map(ws::Message::Text)
+                .map_err(|e| ws::ProtocolError::Io(std::io::Error::other(e.to_string()))),
+            ws::Frame::Continuation(item) => Ok(ws::Message::Continuation(item)),
+            ws::Frame::Ping(b) => Ok(ws::Message::Ping(b)),
+            ws::Frame::Pong(b) => Ok(ws::Message::Pong(b)),
+            ws::Frame::Close(reason) => Ok(ws::Message::Close(reason)),
+        })
+    }
+}
+
+impl<S> futures_util::Stream for Frames<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<ws::Message, ws::ProtocolError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(item) = self.decode() {
+                return Poll::Ready(Some(item));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.input).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) if self.buf.is_empty() => {
+                    // Most messages arrive whole: take the chunk as it is.
+                    self.buf = BytesMut::from(chunk);
+                }
+                Poll::Ready(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+                Poll::Ready(Some(Err(e))) => {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(ws::ProtocolError::Io(std::io::Error::other(e.to_string())))));
+                }
+                Poll::Ready(None) => self.ended = true,
+            }
+        }
+    }
+}
+
 /// What one websocket item means to the session.
 pub(crate) enum Incoming {
     /// A complete binary message.
@@ -226,6 +337,77 @@ mod tests {
 
     fn guard() -> FrameGuard<()> {
         FrameGuard::new(())
+    }
+
+    /// A client frame (masked), FIN set.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= u16::MAX as usize => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn frames_of(
+        chunks: Vec<Vec<u8>>,
+    ) -> Frames<impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin> {
+        Frames::new(futures_util::stream::iter(
+            chunks.into_iter().map(|c| Ok(Bytes::from(c))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn frames_are_decoded_across_chunks() {
+        use futures_util::StreamExt;
+        let mut wire = client_frame(0x2, b"first");
+        wire.extend(client_frame(0x9, b"ping"));
+        wire.extend(client_frame(0x1, b"text"));
+        wire.extend(client_frame(0x8, &1000u16.to_be_bytes()));
+        // Cut everywhere, including inside headers.
+        let chunks: Vec<Vec<u8>> = wire.chunks(3).map(<[u8]>::to_vec).collect();
+        let mut frames = frames_of(chunks);
+        assert!(matches!(frames.next().await, Some(Ok(Message::Binary(b))) if b == "first"));
+        assert!(matches!(frames.next().await, Some(Ok(Message::Ping(b))) if b == "ping"));
+        assert!(matches!(frames.next().await, Some(Ok(Message::Text(t))) if t == "text"));
+        assert!(matches!(frames.next().await, Some(Ok(Message::Close(Some(r)))) if r.code == CloseCode::Normal));
+        assert!(frames.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_large_message_leaves_no_buffer_behind() {
+        use futures_util::StreamExt;
+        let big = vec![7u8; 512 * 1024];
+        let wire = client_frame(0x2, &big);
+        let chunks: Vec<Vec<u8>> = wire.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+        let mut frames = frames_of(chunks);
+        match frames.next().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), big.len()),
+            _ => panic!("expected the binary message"),
+        }
+        assert_eq!(frames.buf.capacity(), 0, "buffer given back once empty");
+    }
+
+    #[tokio::test]
+    async fn bad_input_ends_the_stream_with_an_error() {
+        use futures_util::StreamExt;
+        // Text that is not UTF-8.
+        let mut frames = frames_of(vec![client_frame(0x1, &[0xff, 0xfe])]);
+        assert!(matches!(frames.next().await, Some(Err(ProtocolError::Io(_)))));
+        // An unmasked frame.
+        let mut frames = frames_of(vec![vec![0x82, 0x01, b'x'], client_frame(0x2, b"after")]);
+        assert!(matches!(frames.next().await, Some(Err(_))));
+        assert!(frames.next().await.is_none(), "nothing after a framing error");
     }
 
     #[test]

@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
 use ed25519_dalek::SigningKey;
 use parsec_actors::Settings;
 use parsec_load::client::{self, ClientError};
 use parsec_protocol::types::*;
 use parsec_protocol::value::{self, Value};
-use parsec_server::http;
+use parsec_server::{http, serve};
 
 pub use parsec_load::client::{WsEvent, field, frame, status};
 pub use parsec_load::identity::{BootstrapCerts, Device, bootstrap_certs, bootstrap_req, new_key, sign};
@@ -40,7 +39,8 @@ pub async fn start_server() -> TestServer {
     start_server_with(parsec_actors::backend::postgres::start_actors_for_tests(settings).await).await
 }
 
-/// Serves `actors` over HTTP on a free port.
+/// Serves `actors` on a free port, with the server's own listener
+/// ([`serve::start`]), as `parsec-server run` does.
 pub async fn start_server_with(actors: parsec_actors::Actors) -> TestServer {
     let state = http::AppState {
         actors,
@@ -48,18 +48,19 @@ pub async fn start_server_with(actors: parsec_actors::Actors) -> TestServer {
         backend_query: vec![("no_ssl".into(), "true".into())],
         forward_proto_enforce_https: Some(("X-Forwarded-Proto".into(), "https".into())),
     };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .wrap(actix_web::middleware::from_fn(http::enforce_https))
-            .configure(http::configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
+    let listening = serve::start(
+        state,
+        serve::Options {
+            host: "127.0.0.1".into(),
+            port: 0,
+            tls: None,
+            workers: Some(1),
+            shutdown_timeout_secs: 1,
+        },
+    )
     .expect("bind");
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
+    let addr = listening.addrs[0];
+    actix_web::rt::spawn(listening.server);
     TestServer { addr }
 }
 

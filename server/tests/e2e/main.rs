@@ -15,4 +15,5 @@ mod pg_resilience;
 mod policies;
 mod process;
 mod receiver;
+mod upgrade;
 mod webhook;

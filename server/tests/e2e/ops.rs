@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 
-use actix_web::{App, HttpServer, web};
 use openssl::asn1::Asn1Time;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -16,7 +15,7 @@ use openssl::x509::{X509, X509NameBuilder};
 use parsec_actors::backend::Backends;
 use parsec_actors::blockstore::BlockStoreError;
 use parsec_actors::{Actors, Settings};
-use parsec_server::{http, tls};
+use parsec_server::{http, serve, tls};
 
 use crate::common::*;
 
@@ -100,17 +99,19 @@ async fn tls_with_a_custom_ca() {
         backend_query: vec![],
         forward_proto_enforce_https: None,
     };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .configure(http::configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .bind_openssl(("127.0.0.1", 0), tls::acceptor(&cert_path, &key_path).unwrap())
+    let listening = serve::start(
+        state,
+        serve::Options {
+            host: "127.0.0.1".into(),
+            port: 0,
+            tls: Some(tls::acceptor(&cert_path, &key_path).unwrap()),
+            workers: Some(1),
+            shutdown_timeout_secs: 1,
+        },
+    )
     .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
+    let addr = listening.addrs[0];
+    actix_web::rt::spawn(listening.server);
 
     let trusted = cert.clone();
     let reply = tokio::task::spawn_blocking(move || {
@@ -130,6 +131,68 @@ async fn tls_with_a_custom_ca() {
     .await
     .unwrap();
     assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+
+    // A websocket over TLS, answered by the server's own upgrade: the
+    // challenge arrives, and the session answers a ping frame.
+    let trusted = cert.clone();
+    let (head, challenge, pong) = tokio::task::spawn_blocking(move || {
+        let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+        connector.cert_store_mut().add_cert(trusted).unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        let mut tls = connector.build().connect("localhost", tcp).unwrap();
+        tls.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = tls.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed during the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut rest = buf[head_end..].to_vec();
+        // Server frames are unmasked; the ones here are below 64 KiB.
+        fn read_frame(tls: &mut impl Read, rest: &mut Vec<u8>) -> (u8, Vec<u8>) {
+            loop {
+                if rest.len() >= 4 {
+                    let (len, start) = match rest[1] & 0x7f {
+                        126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+                        n => (n as usize, 2),
+                    };
+                    if rest.len() >= start + len {
+                        let frame: Vec<u8> = rest.drain(..start + len).collect();
+                        return (frame[0], frame[start..].to_vec());
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tls.read(&mut chunk).unwrap();
+                assert!(n > 0, "closed before a frame");
+                rest.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let challenge = read_frame(&mut tls, &mut rest);
+        // A masked ping (mask 0: payload unchanged).
+        tls.write_all(&[0x89, 0x82, 0, 0, 0, 0, b'h', b'i']).unwrap();
+        let pong = read_frame(&mut tls, &mut rest);
+        (head, challenge, pong)
+    })
+    .await
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+    assert_eq!(challenge.0, 0x82, "a binary frame");
+    let challenge = parsec_protocol::value::unpack_map(&challenge.1).unwrap();
+    assert_eq!(field(&challenge, "handshake").as_str(), Some("challenge"));
+    assert_eq!(pong, (0x8a, b"hi".to_vec()));
 
     // A client that does not trust the CA is refused.
     let refused = tokio::task::spawn_blocking(move || {
