@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use parsec_protocol::types::*;
-use parsec_protocol::value::Value;
+use parsec_protocol::value::{self, Value};
 
 use crate::event::Event;
 
@@ -32,8 +33,10 @@ use crate::event::Event;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum Push {
-    /// A client-visible event, already in wire form.
-    Event(Value),
+    /// A client-visible event, already encoded: once per event, whatever
+    /// the number of connections it goes to (a fan-out to N listeners
+    /// would otherwise copy and encode it N times).
+    Event(Bytes),
     /// Close the connection (revoked user, expired organization).
     Close,
     /// The invitation of an invited connection was deleted: close it, once
@@ -42,6 +45,16 @@ pub enum Push {
     /// The server is stopping: close (1001), once the command running (if
     /// any) has been answered; queued requests are dropped unanswered.
     Shutdown,
+}
+
+impl Push {
+    /// The event, decoded (for tests and logs).
+    pub fn event_value(&self) -> Option<Value> {
+        match self {
+            Push::Event(bytes) => value::unpack(bytes).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// Identity of an authenticated connection, as the broker filters on it.
@@ -227,7 +240,7 @@ impl Handler<Publish> for Broker {
         let Some(conns) = self.orgs.get_mut(event.org()) else {
             return;
         };
-        let wire = event.to_wire();
+        let wire = event.to_wire().map(|v| Bytes::from(value::pack(&v)));
         let mut dropped = Vec::new();
         for (id, conn) in conns.iter_mut() {
             let push = match action_for(conn, &event) {

@@ -356,15 +356,12 @@ impl Listener {
             .drain()
             .await
             .iter()
-            .filter_map(|p| match p {
-                Push::Event(e) => Some(e),
-                _ => None,
-            })
+            .filter_map(Push::event_value)
             .map(|e| {
-                assert_eq!(field(e, "event").as_str(), Some("invite.status_changed"), "{e:?}");
+                assert_eq!(field(&e, "event").as_str(), Some("invite.status_changed"), "{e:?}");
                 (
-                    uuid_of(field(e, "token")),
-                    field(e, "invitation_status").as_str().unwrap().to_string(),
+                    uuid_of(field(&e, "token")),
+                    field(&e, "invitation_status").as_str().unwrap().to_string(),
                 )
             })
             .collect()

@@ -101,7 +101,7 @@ pub struct ClientSession {
     frames: Assembler,
     queue: VecDeque<Bytes>,
     in_flight: Option<InFlight>,
-    events: VecDeque<Value>,
+    events: VecDeque<Bytes>,
     subscribed: bool,
     /// Set by the broker when this connection could not keep up.
     overflowed: Arc<AtomicBool>,
@@ -311,7 +311,7 @@ impl ClientSession {
                     }
                     Ok(authenticated::AnyReq::EventsListen(r)) => {
                         if let Some(ev) = self.events.pop_front() {
-                            self.send(ctx, &ev);
+                            ctx.binary(ev);
                             release_if_empty(&mut self.events);
                         } else if r.wait {
                             self.in_flight = Some(InFlight::Listening);
@@ -568,7 +568,7 @@ impl Handler<Push> for ClientSession {
             Push::Event(ev) => {
                 if matches!(self.in_flight, Some(InFlight::Listening)) {
                     self.in_flight = None;
-                    self.send(ctx, &ev);
+                    ctx.binary(ev);
                     self.pump(ctx);
                 } else if self.events.len() >= MAX_QUEUED_EVENTS {
                     log::warn!(

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::{Signer, SigningKey};
 use parsec_actors::backend::{Backends, Device, User, UserRevocation};
-use parsec_actors::broker::Push;
 use parsec_actors::client::AuthenticatedClient;
 use parsec_actors::organization::{self, BootstrapRequest, CreateOrganization};
 use parsec_actors::{Actors, Settings, realm};
@@ -371,10 +370,8 @@ impl Listener {
             .drain()
             .await
             .into_iter()
-            .filter_map(|p| match p {
-                Push::Event(e) => Some((field(&e, "event").as_str().unwrap().to_string(), e)),
-                _ => None,
-            })
+            .filter_map(|p| p.event_value())
+            .map(|e| (field(&e, "event").as_str().unwrap().to_string(), e))
             .collect()
     }
 

@@ -318,7 +318,7 @@ impl Listener {
             .into_iter()
             .map(|p| match p {
                 Push::Close => "<close>".to_string(),
-                Push::Event(e) => field(&e, "event").as_str().unwrap().to_string(),
+                Push::Event(_) => field(&p.event_value().unwrap(), "event").as_str().unwrap().to_string(),
                 #[allow(unreachable_patterns)]
                 other => format!("<{other:?}>"),
             })
