@@ -40,6 +40,17 @@ use crate::{Actors, backend_handler};
 /// Most writes one batch carries.
 pub const MAX_BATCH: usize = 256;
 
+/// After a batch of at least this many writes, the next one lingers (see
+/// [`LINGER`]); below it, writers are few and a batch starts at once.
+const LINGER_AFTER: usize = 8;
+
+/// How long, at most, the next batch waits for half the writers the last
+/// batch answered to send their next write. A batch's cost is mostly fixed
+/// (on PostgreSQL about 4 ms whatever its size, against 0.03 ms per write),
+/// and without the wait busy writers split into two cohorts that take turns,
+/// each paying that fixed cost for half of the writes.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Owns the vlob backend.
 pub struct VlobActor {
     backend: Arc<dyn VlobBackend>,
@@ -51,6 +62,9 @@ pub struct VlobActor {
 struct OrgWrites {
     queue: VecDeque<PendingWrite>,
     running: bool,
+    /// Lingering before the next batch: the queue length that ends the
+    /// wait, and the timer that ends it otherwise.
+    linger: Option<(usize, SpawnHandle)>,
 }
 
 struct PendingWrite {
@@ -76,6 +90,12 @@ impl VlobActor {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let pending = self.writes.entry(org.clone()).or_default();
         pending.queue.push_back(PendingWrite { write, reply });
+        if let Some((target, timer)) = pending.linger
+            && pending.queue.len() >= target
+        {
+            pending.linger = None;
+            ctx.cancel_future(timer);
+        }
         self.start_batch(org, ctx);
         outcome
     }
@@ -85,7 +105,7 @@ impl VlobActor {
         let Some(pending) = self.writes.get_mut(&org) else {
             return;
         };
-        if pending.running {
+        if pending.running || pending.linger.is_some() {
             return;
         }
         if pending.queue.is_empty() {
@@ -104,6 +124,7 @@ impl VlobActor {
         }
         pending.running = true;
         let (writes, replies): (Vec<VlobWrite>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.reply)).unzip();
+        let answered = replies.len();
         let backend = self.backend.clone();
         let batch_org = org.clone();
         let run = async move { backend.write_batch(&batch_org, &writes).await };
@@ -114,6 +135,18 @@ impl VlobActor {
             }
             if let Some(pending) = act.writes.get_mut(&org) {
                 pending.running = false;
+                if answered >= LINGER_AFTER {
+                    let target = pending.queue.len() + answered / 2;
+                    let lingering = org.clone();
+                    let timer = ctx.run_later(LINGER, move |act, ctx| {
+                        if let Some(pending) = act.writes.get_mut(&lingering) {
+                            pending.linger = None;
+                        }
+                        act.start_batch(lingering, ctx);
+                    });
+                    pending.linger = Some((target, timer));
+                    return;
+                }
             }
             act.start_batch(org, ctx);
         }));
