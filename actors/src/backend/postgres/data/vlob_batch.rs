@@ -184,28 +184,17 @@ struct SnapshotSql {
 
 static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
     const ORG: &str = "(SELECT _id FROM organization WHERE organization_id = $1)";
-    // The vlobs named by the ids in `$n`, found one primary-key probe each
-    // (`v`). Written so, and not `vlob_id = ANY($n)`, because these
-    // statements are prepared once per connection: a generic plan made
-    // while `vlob` was small (a fresh database) would scan the whole table
-    // on every batch for as long as the connection lives.
-    let vlobs_named = |n: u8| {
-        format!(
-            "unnest(${n}::uuid[]) AS q(id) CROSS JOIN LATERAL \
-             (SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = q.id LIMIT 1) v"
-        )
-    };
     // The realms the creates name ($2) and those of the updated vlobs ($3).
     let realms_of_batch = format!(
-        "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN (SELECT v.realm FROM {}))",
-        vlobs_named(3)
+        "r.organization = {ORG} AND (r.realm_id = ANY($2) OR r._id IN \
+         (SELECT realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($3)))"
     );
     SnapshotSql {
         authors: "SELECT o._id AS org, d._id AS device, d.device_id, d.user_ FROM device d \
              JOIN organization o ON o._id = d.organization \
              WHERE o.organization_id = $1 AND d.device_id = ANY($2) FOR KEY SHARE OF o"
             .to_string(),
-        updated: format!("SELECT v.vlob_id, v._id, v.realm FROM {}", vlobs_named(2)),
+        updated: format!("SELECT vlob_id, _id, realm FROM vlob WHERE organization = {ORG} AND vlob_id = ANY($2)"),
         // Row id order: the order every batch locks realms in, so batches
         // never wait on each other in a cycle.
         locked: format!(
@@ -224,10 +213,10 @@ static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
         ),
         // One index probe per vlob (see `LATEST_ATOM_ORDER`).
         latest: format!(
-            "SELECT v._id AS vlob, a.version, a.created_on FROM {} \
+            "SELECT v._id AS vlob, a.version, a.created_on FROM vlob v \
              CROSS JOIN LATERAL (SELECT a.version, a.created_on FROM vlob_atom a WHERE a.vlob = v._id \
-               ORDER BY {LATEST_ATOM_ORDER} LIMIT 1) a",
-            vlobs_named(2)
+               ORDER BY {LATEST_ATOM_ORDER} LIMIT 1) a \
+             WHERE v.organization = {ORG} AND v.vlob_id = ANY($2)"
         ),
     }
 });
