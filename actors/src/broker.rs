@@ -159,17 +159,18 @@ impl Handler<Unregister> for Broker {
 impl Handler<CloseAll> for Broker {
     type Result = usize;
     fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        // `do_send`, past the mailbox's bound: one message per connection,
+        // once, and a connection whose mailbox happens to be full (events
+        // piling up while its socket write is slow) must still close with
+        // 1001 rather than be cut at the shutdown timeout.
         let mut asked = 0;
         for conn in self.orgs.values().flat_map(|c| c.values()) {
-            // A connection whose mailbox is full is dropped by the shutdown timeout instead.
-            if conn.addr.try_send(Push::Shutdown).is_ok() {
-                asked += 1;
-            }
+            conn.addr.do_send(Push::Shutdown);
+            asked += 1;
         }
         for addr in self.invitations.claimers.values().flat_map(|c| c.values()) {
-            if addr.try_send(Push::Shutdown).is_ok() {
-                asked += 1;
-            }
+            addr.do_send(Push::Shutdown);
+            asked += 1;
         }
         asked
     }
