@@ -31,7 +31,7 @@ pub(crate) fn find(mut rows: Vec<HumanRow>, q: &HumanFindQuery) -> HumanFindPage
             }
         }
     }
-    let is_revoked = |u: &HumanRow| u.revoked_on.is_some_and(|r| r <= q.now);
+    let is_revoked = |u: &HumanRow| super::revoked_at(u.revoked_on, q.now);
     let query = q.query.as_deref().filter(|s| !s.is_empty()).map(str::to_lowercase);
     let mut matches: Vec<(Option<String>, HumanFindItem)> = rows
         .iter()

@@ -84,10 +84,16 @@ pub struct User {
     pub revoked_user_certifier: Option<DeviceId>,
 }
 
+/// Whether a user revoked on `revoked_on` is revoked at `now`: a revocation
+/// takes effect at its certificate's timestamp.
+pub fn revoked_at(revoked_on: Option<DateTime>, now: DateTime) -> bool {
+    revoked_on.is_some_and(|r| r <= now)
+}
+
 impl User {
-    /// Revoked at `now` (a revocation takes effect at its certificate's timestamp).
+    /// Revoked at `now` (see [`revoked_at`]).
     pub fn is_revoked(&self, now: DateTime) -> bool {
-        self.revoked_on.is_some_and(|r| r <= now)
+        revoked_at(self.revoked_on, now)
     }
 }
 
@@ -200,9 +206,9 @@ pub struct HandshakeIdentity {
 }
 
 impl HandshakeIdentity {
-    /// Revoked at `now` (as [`User::is_revoked`]).
+    /// Revoked at `now` (see [`revoked_at`]).
     pub fn is_revoked(&self, now: DateTime) -> bool {
-        self.revoked_on.is_some_and(|r| r <= now)
+        revoked_at(self.revoked_on, now)
     }
 }
 

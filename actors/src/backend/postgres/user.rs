@@ -68,13 +68,16 @@ fn human(email: Option<String>, label: Option<String>) -> Option<HumanHandle> {
     }
 }
 
+fn parse_profile(raw: &str) -> Result<UserProfile, Internal> {
+    UserProfile::parse(raw).ok_or_else(|| Internal(anyhow::anyhow!("invalid profile in database: {raw}")))
+}
+
 impl UserRow {
     fn into_user(self) -> Result<User, Internal> {
         Ok(User {
             user_id: parse_id(&self.user_id)?,
             human_handle: human(self.human_email, self.human_label),
-            profile: UserProfile::parse(&self.profile)
-                .ok_or_else(|| Internal(anyhow::anyhow!("invalid profile in database: {}", self.profile)))?,
+            profile: parse_profile(&self.profile)?,
             user_certificate: self.user_certificate,
             redacted_user_certificate: self.redacted_user_certificate,
             user_certifier: self.user_certifier.as_deref().map(parse_id).transpose()?,
@@ -303,8 +306,7 @@ impl UserBackend for PgStore {
             organization_expired: row.is_expired,
             user_id,
             human_handle: human(row.human_email, row.human_label),
-            profile: UserProfile::parse(&row.profile)
-                .ok_or_else(|| Internal(anyhow::anyhow!("invalid profile in database: {}", row.profile)))?,
+            profile: parse_profile(&row.profile)?,
             revoked_on: row.revoked_on.map(dt),
             device_id: device_id.clone(),
             device_label: row.device_label.as_deref().map(parse_id).transpose()?,
