@@ -39,8 +39,10 @@ where
 {
     let started = Instant::now();
     let (reader, mut writer) = tokio::io::split(io);
-    writer.write_all(&answer::switching_protocols(&upgrade.accept)).await?;
-    http::log_request("GET", "/ws", None, 101, started.elapsed());
+    // The 101 goes out with the session's first message (the challenge,
+    // sent as the session starts): one segment instead of two, one wake-up
+    // less for the client on every connection.
+    let mut head = Some(answer::switching_protocols(&upgrade.accept));
 
     let input = SocketInput {
         early: (!early.is_empty()).then_some(early),
@@ -50,9 +52,20 @@ where
     let mut output = std::pin::pin!(output);
     while let Some(chunk) = output.next().await {
         let chunk = chunk.map_err(|e| ConnError::Encode(e.to_string()))?;
-        writer.write_all(&chunk).await?;
+        match head.take() {
+            Some(mut head) => {
+                head.extend_from_slice(&chunk);
+                writer.write_all(&head).await?;
+                http::log_request("GET", "/ws", None, 101, started.elapsed());
+            }
+            None => writer.write_all(&chunk).await?,
+        }
         // A no-op on TCP; pushes the TLS record out under TLS.
         writer.flush().await?;
+    }
+    if let Some(head) = head {
+        writer.write_all(&head).await?;
+        http::log_request("GET", "/ws", None, 101, started.elapsed());
     }
     // The session is over (its close frame, if any, is written): end our
     // side cleanly, without waiting long for a peer that does not read.
