@@ -68,20 +68,7 @@ impl Handler<ReadBlock> for BlockActor {
     type Result = ResponseFuture<Result<Bytes, BlockReadError>>;
     fn handle(&mut self, m: ReadBlock, _: &mut Self::Context) -> Self::Result {
         let (backend, store) = (self.backend.clone(), self.store.clone());
-        Box::pin(async move {
-            // The checks and the store read at once (the latency of one, not
-            // of both): blocks are never modified nor deleted once their
-            // metadata exists, so a read outside the checks' transaction, as
-            // the reference does it, returns the same bytes. A refusal wins
-            // over whatever the store answered, and its bytes are dropped.
-            let (checked, read) = futures_util::future::join(
-                backend.check_read(&m.org, &m.user, m.block_id),
-                store.read(&m.org, m.block_id),
-            )
-            .await;
-            checked?;
-            read.map_err(BlockReadError::Store)
-        })
+        Box::pin(async move { backend.read(&m.org, &m.user, m.block_id, &*store).await })
     }
 }
 

@@ -4,7 +4,9 @@
 //! A block store only keeps bytes under `(organization, block id)`. It knows
 //! nothing of realms or roles: access checks and block metadata live in the
 //! [`crate::backend::BlockBackend`], which calls the store between its checks
-//! and its metadata insert (reference `blockstore.py`).
+//! and its metadata insert (reference `blockstore.py`), except when the store
+//! is the PostgreSQL metadata database itself (see
+//! [`BlockStore::as_postgres`]).
 //!
 //! Rules every implementation follows, because object stores such as S3 have
 //! no transactions nor overwrite protection:
@@ -56,6 +58,13 @@ pub trait BlockStore: Send + Sync {
     /// The default suits stores that cannot be unreachable (memory).
     async fn health(&self) -> Result<(), BlockStoreError> {
         Ok(())
+    }
+    /// The `POSTGRESQL` store answers with itself: when it lives in the
+    /// metadata's own database, the PostgreSQL block backend reads and writes
+    /// a block's bytes in the statement that checks (and records) its
+    /// metadata.
+    fn as_postgres(&self) -> Option<&crate::backend::postgres::blockstore::PgBlockStore> {
+        None
     }
 }
 

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parsec_protocol::cmds::authenticated::{
     BlockCreate, RealmStartReencryptionMaintenance, ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate,
 };
@@ -587,6 +588,8 @@ pub trait BlockBackend: Send + Sync {
     /// then records the metadata (`created_on` = `now`). The store write sits
     /// between the checks and the insert, as in the reference, so a failed
     /// store write records nothing and a concurrent duplicate is refused.
+    /// (A PostgreSQL backend whose store is its own database does all three
+    /// in one statement, with the same outcomes.)
     async fn create(
         &self,
         org: &OrganizationId,
@@ -597,6 +600,34 @@ pub trait BlockBackend: Send + Sync {
     ) -> Result<(), BlockCreateError>;
     /// Checks that the block exists and that the requester may read it.
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;
+    /// The block's bytes from `store`, if the requester may read them.
+    async fn read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        block_id: Uuid,
+        store: &dyn BlockStore,
+    ) -> Result<Bytes, BlockReadError> {
+        check_and_read(self, org, user, block_id, store).await
+    }
+}
+
+/// [`BlockBackend::read`] for any store: the checks and the store read at
+/// once (the latency of one, not of both). Blocks are never modified nor
+/// deleted once their metadata exists, so a read outside the checks'
+/// transaction, as the reference does it, returns the same bytes. A refusal
+/// wins over whatever the store answered, and its bytes are dropped.
+pub async fn check_and_read<B: BlockBackend + ?Sized>(
+    backend: &B,
+    org: &OrganizationId,
+    user: &UserId,
+    block_id: Uuid,
+    store: &dyn BlockStore,
+) -> Result<Bytes, BlockReadError> {
+    let (checked, read) =
+        futures_util::future::join(backend.check_read(org, user, block_id), store.read(org, block_id)).await;
+    checked?;
+    read.map_err(BlockReadError::Store)
 }
 
 // ------------------------------------------------------------------ messages

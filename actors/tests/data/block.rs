@@ -209,3 +209,49 @@ async fn changes_during_the_store_write_are_seen() {
     assert_bare(&rep, "in_maintenance");
     assert_bare(&env.block_read(&alice, id).await, "not_found");
 }
+
+/// Whatever path a create takes (on PostgreSQL with its own block store, one
+/// statement checks, stores and records), a refused create stores nothing
+/// that a later create of the same id would find in place of its bytes.
+#[actix_web::test]
+async fn a_refused_create_stores_no_bytes() {
+    let (env, alice) = Env::start().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
+    let id = Uuid::new_v4();
+    assert_bare(&env.block_create(&bob, realm_id, id, b"bob's").await, "not_allowed");
+    assert_bare(
+        &env.block_create(&alice, Uuid::new_v4(), id, b"nowhere").await,
+        "not_found",
+    );
+    assert_bare(&env.block_create(&alice, realm_id, id, b"alice's").await, "ok");
+    assert_eq!(bin(&env.block_read(&bob, id).await, "block"), b"alice's");
+}
+
+/// Concurrent creates of one id with different bytes: one wins, the others
+/// find the id taken, and every reader gets the winner's bytes.
+#[actix_web::test]
+async fn concurrent_creates_of_one_id_keep_the_winners_bytes() {
+    let (env, alice) = Env::start().await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    let id = Uuid::new_v4();
+    let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 1000]).collect();
+    let reps = futures_util::future::join_all(
+        contents
+            .iter()
+            .map(|bytes| env.block_create(&alice, realm_id, id, bytes)),
+    )
+    .await;
+    let winners: Vec<usize> = (0..reps.len()).filter(|&i| status(&reps[i]) == "ok").collect();
+    assert_eq!(winners.len(), 1, "{reps:?}");
+    for (i, rep) in reps.iter().enumerate() {
+        if i != winners[0] {
+            assert_bare(rep, "already_exists");
+        }
+    }
+    assert_eq!(
+        bin(&env.block_read(&alice, id).await, "block"),
+        &contents[winners[0]][..]
+    );
+}

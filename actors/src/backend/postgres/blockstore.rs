@@ -20,6 +20,11 @@ impl PgBlockStore {
     pub fn new(store: PgStore) -> Self {
         Self { store }
     }
+
+    /// Whether these blocks are in `metadata`'s database (same pool).
+    pub(crate) fn shares_database_with(&self, metadata: &PgStore) -> bool {
+        self.store.same_pool(metadata)
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -72,6 +77,10 @@ impl BlockStore for PgBlockStore {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn as_postgres(&self) -> Option<&PgBlockStore> {
+        Some(self)
     }
 
     async fn health(&self) -> Result<(), BlockStoreError> {

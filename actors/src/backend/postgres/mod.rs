@@ -69,6 +69,11 @@ impl PgStore {
             .map_err(|e| Internal(anyhow::anyhow!("database connection pool: {e}")))
     }
 
+    /// Whether `other` is a clone of this store (one pool, one database).
+    pub(crate) fn same_pool(&self, other: &PgStore) -> bool {
+        std::ptr::eq(self.pool.manager(), other.pool.manager())
+    }
+
     /// The store's pool (for the event log writer).
     pub fn pool(&self) -> &Pool {
         &self.pool

@@ -12,7 +12,8 @@ use parsec_protocol::types::*;
 use parsec_schema::schema::{device, message};
 
 use super::*;
-use crate::blockstore::BlockStore;
+use crate::blockstore::{BlockStore, BlockStoreError};
+use diesel::sql_types::{Bool, Bytea};
 
 /// What the block-create checks (commands.md §10.1 steps 2–5) need, from one
 /// statement: the author's row ids, the realm, the author's latest role in
@@ -33,6 +34,26 @@ struct CreateCheckRow {
     requester_role: Option<String>,
 }
 
+/// [`WRITE_ROLES`] as the database spells them.
+static WRITERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| WRITE_ROLES.map(RealmRole::as_str).to_vec());
+
+/// The row of [`CreateCheckRow`]: $1 organization, $2 author device, $3
+/// realm, $4 block (see "One-statement reads" in `data.rs`).
+static CREATE_CHECK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT o._id AS org, d._id AS device, d.user_, b._id AS block, {REALM_COLUMNS}, \
+         lr.role AS requester_role \
+         FROM organization o \
+         LEFT JOIN device d ON d.organization = o._id AND d.device_id = $2 \
+         LEFT JOIN user_ u ON u._id = d.user_ \
+         LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
+         {MAINTENANCE_AUTHOR} \
+         {REQUESTER_ROLE} \
+         LEFT JOIN block b ON b.organization = o._id AND b.block_id = $4 \
+         WHERE o.organization_id = $1"
+    )
+});
+
 /// The checks of a block create, in the order the rules give them; on
 /// success the author and the realm's row id.
 async fn check_block_create(
@@ -42,23 +63,8 @@ async fn check_block_create(
     realm_id: Uuid,
     block_id: Uuid,
 ) -> Result<(Author, i64), BlockCreateError> {
-    // One statement (see "One-statement reads" in `data.rs`).
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT o._id AS org, d._id AS device, d.user_, b._id AS block, {REALM_COLUMNS}, \
-             lr.role AS requester_role \
-             FROM organization o \
-             LEFT JOIN device d ON d.organization = o._id AND d.device_id = $2 \
-             LEFT JOIN user_ u ON u._id = d.user_ \
-             LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
-             {MAINTENANCE_AUTHOR} \
-             {REQUESTER_ROLE} \
-             LEFT JOIN block b ON b.organization = o._id AND b.block_id = $4 \
-             WHERE o.organization_id = $1"
-        )
-    });
     let row: Option<CreateCheckRow> = prepared(
-        &SQL,
+        &CREATE_CHECK,
         &[
             &bind::<Text, _>(org.as_str()),
             &bind::<Text, _>(author_id.as_str()),
@@ -69,6 +75,12 @@ async fn check_block_create(
     .get_result(c)
     .await
     .optional()?;
+    judge_create(row)
+}
+
+/// The rules of a block create (commands.md §10.1 steps 2–5) applied to
+/// its check row.
+fn judge_create(row: Option<CreateCheckRow>) -> Result<(Author, i64), BlockCreateError> {
     let row = row.ok_or_else(|| unexpected("organization of an authenticated device not found"))?;
     let (Some(device), Some(user)) = (row.device, row.user_) else {
         return Err(unexpected("authenticated device not found").into());
@@ -91,6 +103,68 @@ async fn check_block_create(
     Ok((author, realm.pk))
 }
 
+/// A block create whose store is the `block_data` table of this database:
+/// the checks, the bytes and the metadata in one statement (one snapshot,
+/// one commit). The bytes are written only with the metadata, so a refused
+/// request stores nothing, as on the general path.
+async fn create_in_own_database(
+    c: &mut Conn,
+    org: &OrganizationId,
+    author_id: &DeviceId,
+    req: BlockCreate,
+    now: DateTime,
+) -> Result<(), BlockCreateError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(embed)]
+        check: CreateCheckRow,
+        #[diesel(sql_type = Bool)]
+        inserted: bool,
+    }
+    // `allowed` restates `judge_create`'s rules in SQL; the statement
+    // inserts only when they hold on its snapshot.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH chk AS ({check}), \
+             allowed AS (SELECT org, device, realm_pk FROM chk \
+               WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
+               AND maintenance_type IS NULL AND requester_role = ANY($5) AND block IS NULL), \
+             bytes AS (INSERT INTO block_data (organization_id, block_id, data) \
+               SELECT $1, $4, $6 FROM allowed \
+               ON CONFLICT (organization_id, block_id) DO NOTHING), \
+             meta AS (INSERT INTO block (organization, block_id, realm, author, size, created_on) \
+               SELECT org, $4, realm_pk, device, $7, $8 FROM allowed \
+               ON CONFLICT (organization, block_id) DO NOTHING RETURNING _id) \
+             SELECT chk.*, EXISTS (SELECT 1 FROM meta) AS inserted FROM chk",
+            check = &*CREATE_CHECK
+        )
+    });
+    let size = i32::try_from(req.block.len()).map_err(|_| unexpected("block larger than 2 GiB"))?;
+    let row: Option<Row> = prepared(
+        &SQL,
+        &[
+            &bind::<Text, _>(org.as_str()),
+            &bind::<Text, _>(author_id.as_str()),
+            &bind::<diesel::sql_types::Uuid, _>(req.realm_id),
+            &bind::<diesel::sql_types::Uuid, _>(req.block_id),
+            &bind::<diesel::sql_types::Array<Text>, _>(&*WRITERS),
+            &bind::<Bytea, _>(&req.block[..]),
+            &bind::<Int4, _>(size),
+            &bind::<Timestamptz, _>(ts(now)),
+        ],
+    )
+    .get_result(c)
+    .await
+    .optional()?;
+    if row.as_ref().is_some_and(|r| r.inserted) {
+        return Ok(());
+    }
+    judge_create(row.map(|r| r.check))?;
+    // Allowed on our snapshot but not inserted: a create of the same id
+    // committed meanwhile.
+    Err(BlockCreateError::AlreadyExists)
+}
+
 /// The block's metadata row, inserted only if the checks still hold: the
 /// realm out of maintenance, the author still a writer, the id free. One
 /// statement, so the checks and the insert see one snapshot; whatever
@@ -105,7 +179,6 @@ async fn insert_block_row(
     size: i32,
     now: DateTime,
 ) -> Result<bool, Internal> {
-    static WRITERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| WRITE_ROLES.map(RealmRole::as_str).to_vec());
     let inserted: Option<InsertedRow> = prepared(
         "INSERT INTO block (organization, block_id, realm, author, size, created_on) \
          SELECT $1, $2, r._id, $4, $5, $6 FROM realm r \
@@ -148,6 +221,10 @@ impl BlockBackend for PgStore {
         now: DateTime,
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError> {
+        if store.as_postgres().is_some_and(|s| s.shares_database_with(self)) {
+            let mut conn = self.conn().await?;
+            return create_in_own_database(&mut conn, org, author_id, req, now).await;
+        }
         let BlockCreate {
             block_id,
             realm_id,
@@ -182,25 +259,47 @@ impl BlockBackend for PgStore {
     }
 
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
+        let mut conn = self.conn().await?;
+        let row: Option<ReadCheckRow> = prepared(
+            &READ_CHECK,
+            &[
+                &bind::<Text, _>(org.as_str()),
+                &bind::<Text, _>(user.as_str()),
+                &bind::<diesel::sql_types::Uuid, _>(block_id),
+            ],
+        )
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        drop(conn);
+        judge_read(row)
+    }
+
+    async fn read(
+        &self,
+        org: &OrganizationId,
+        user: &UserId,
+        block_id: Uuid,
+        store: &dyn BlockStore,
+    ) -> Result<Bytes, BlockReadError> {
+        if !store.as_postgres().is_some_and(|s| s.shares_database_with(self)) {
+            return check_and_read(self, org, user, block_id, store).await;
+        }
         #[derive(QueryableByName)]
         struct Row {
-            #[diesel(sql_type = Nullable<BigInt>)]
-            block: Option<i64>,
             #[diesel(embed)]
-            realm: MaybeRealmRow,
-            #[diesel(sql_type = Nullable<Text>)]
-            requester_role: Option<String>,
+            check: ReadCheckRow,
+            #[diesel(sql_type = Nullable<Bytea>)]
+            data: Option<Vec<u8>>,
         }
-        // One statement (see "One-statement reads" in `data.rs`).
+        // The checks and the bytes in one statement; the bytes only for a
+        // member of the realm (whatever else refuses, they are dropped).
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "SELECT b._id AS block, {REALM_COLUMNS}, lr.role AS requester_role \
-                 {FROM_REQUESTER} \
-                 LEFT JOIN block b ON b.organization = o._id AND b.block_id = $3 \
-                 LEFT JOIN realm r ON r._id = b.realm \
-                 {MAINTENANCE_AUTHOR} \
-                 {REQUESTER_ROLE} \
-                 WHERE o.organization_id = $1"
+                "SELECT chk.*, bd.data FROM ({check}) chk \
+                 LEFT JOIN block_data bd ON chk.requester_role IS NOT NULL \
+                 AND bd.organization_id = $1 AND bd.block_id = $3",
+                check = &*READ_CHECK
             )
         });
         let mut conn = self.conn().await?;
@@ -216,23 +315,60 @@ impl BlockBackend for PgStore {
         .await
         .optional()?;
         drop(conn);
-        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
-        row.block.ok_or(BlockReadError::NotFound)?;
-        let realm = row.realm.into_realm()?.ok_or(BlockReadError::NotFound)?;
-        // Reads go on during a re-encryption: blocks are not re-encrypted.
-        if realm
-            .status
-            .maintenance
-            .as_ref()
-            .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
-        {
-            return Err(BlockReadError::InMaintenance);
-        }
-        if !can_read(parse_role(row.requester_role)?) {
-            return Err(BlockReadError::NotAllowed);
-        }
-        Ok(())
+        let (check, data) = match row {
+            Some(Row { check, data }) => (Some(check), data),
+            None => (None, None),
+        };
+        judge_read(check)?;
+        data.map(Bytes::from)
+            .ok_or(BlockReadError::Store(BlockStoreError::NotFound))
     }
+}
+
+/// What the block-read checks need, from one statement: whether the block
+/// exists, its realm and the requester's latest role there.
+#[derive(QueryableByName)]
+struct ReadCheckRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    block: Option<i64>,
+    #[diesel(embed)]
+    realm: MaybeRealmRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    requester_role: Option<String>,
+}
+
+/// The row of [`ReadCheckRow`]: $1 organization, $2 requester, $3 block (see
+/// "One-statement reads" in `data.rs`).
+static READ_CHECK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT b._id AS block, {REALM_COLUMNS}, lr.role AS requester_role \
+         {FROM_REQUESTER} \
+         LEFT JOIN block b ON b.organization = o._id AND b.block_id = $3 \
+         LEFT JOIN realm r ON r._id = b.realm \
+         {MAINTENANCE_AUTHOR} \
+         {REQUESTER_ROLE} \
+         WHERE o.organization_id = $1"
+    )
+});
+
+/// The rules of a block read (commands.md §10.2) applied to its check row.
+fn judge_read(row: Option<ReadCheckRow>) -> Result<(), BlockReadError> {
+    let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+    row.block.ok_or(BlockReadError::NotFound)?;
+    let realm = row.realm.into_realm()?.ok_or(BlockReadError::NotFound)?;
+    // Reads go on during a re-encryption: blocks are not re-encrypted.
+    if realm
+        .status
+        .maintenance
+        .as_ref()
+        .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
+    {
+        return Err(BlockReadError::InMaintenance);
+    }
+    if !can_read(parse_role(row.requester_role)?) {
+        return Err(BlockReadError::NotAllowed);
+    }
+    Ok(())
 }
 
 #[async_trait]
