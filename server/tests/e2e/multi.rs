@@ -191,3 +191,64 @@ async fn an_invitation_greeted_on_one_instance_is_claimed_on_the_other() {
         "ok"
     );
 }
+
+/// An instance started once the retention has emptied the event log (after
+/// ten idle minutes) delivers events at once, however many came before the
+/// one its client waits for: it starts past every id already allocated, and
+/// never reads again what it handled.
+#[actix_web::test]
+async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
+    let Some(url) = test_database_url().await else { return };
+    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let busy = new_org(&a).await;
+    let mut pinger = login(&a, &busy).await;
+    let ping = || vec![("ping", Value::from("x"))];
+    for _ in 0..20 {
+        assert_eq!(status(&pinger.req("ping", ping()).await), "ok");
+    }
+    // Every `pinged` event is in the log (written in the background), then
+    // the retention deletes them all.
+    let logged = || {
+        let out = std::process::Command::new("psql")
+            .args(["-qtA", &url, "-c", "SELECT count(*) FROM event_log"])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logged() < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let emptied = std::process::Command::new("psql")
+        .args(["-q", &url, "-c", "DELETE FROM event_log"])
+        .status();
+    assert!(emptied.is_ok_and(|s| s.success()));
+
+    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    // More events than one read of the log returns, all before the awaited one.
+    for _ in 0..1100 {
+        assert_eq!(status(&pinger.req("ping", ping()).await), "ok");
+    }
+    let org = new_org(&a).await;
+    let mut writer = login(&a, &org).await;
+    let realm_id = create_realm(&mut writer, &org.alice).await;
+    let phone = create_device(&mut writer, &org.alice, "phone").await;
+    let mut listener = login_as(&b, &org, &phone).await;
+    assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
+    listener
+        .send_value(&value::map([
+            ("cmd", Value::from("events_listen")),
+            ("wait", Value::Boolean(true)),
+        ]))
+        .await;
+    let vlob_id = Uuid::new_v4();
+    let rep = writer
+        .req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1"))
+        .await;
+    assert_eq!(status(&rep), "ok", "{rep:?}");
+    let ev = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("the event reaches the instance started after the log was emptied");
+    assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");
+    assert_eq!(field(&ev, "src_id"), &uuid_value(vlob_id));
+}

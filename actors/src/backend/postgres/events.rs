@@ -150,9 +150,9 @@ struct LogRow {
 }
 
 #[derive(diesel::QueryableByName)]
-struct MaxId {
+struct LastId {
     #[diesel(sql_type = BigInt)]
-    max_id: i64,
+    last_id: i64,
 }
 
 /// Which ids were handled: all up to `floor`, and those in `above`.
@@ -169,35 +169,84 @@ impl Cursor {
     }
 
     /// Moves `floor` up over handled ids and expired holes.
+    ///
+    /// The ids of one run of missing ids were all seen missing at once (below
+    /// the same handled id), so they expire together: a run of a thousand
+    /// (a rolled-back batch) is skipped after one timeout, not a thousand.
     fn advance(&mut self, now: Instant) {
+        let mut run_since: Option<Instant> = None;
         loop {
             let next = self.floor + 1;
             if self.above.remove(&next) {
                 self.floor = next;
                 self.holes.remove(&next);
+                run_since = None;
                 continue;
             }
             if self.above.is_empty() {
                 break;
             }
-            let since = *self.holes.entry(next).or_insert(now);
+            let since = *self.holes.entry(next).or_insert(run_since.unwrap_or(now));
             if now.duration_since(since) < GAP_TIMEOUT {
                 break;
             }
             log::debug!("event log: id {next} never committed, skipped");
             self.holes.remove(&next);
             self.floor = next;
+            run_since = Some(since);
         }
+    }
+
+    /// The highest id handled.
+    fn last_seen(&self) -> i64 {
+        self.above.last().copied().unwrap_or(self.floor)
+    }
+
+    /// Ids between `floor` and [`Self::last_seen`] not handled yet (holes
+    /// that may still commit), at most `max`.
+    fn missing(&self, max: usize) -> Vec<i64> {
+        let mut missing = Vec::new();
+        let mut handled = self.above.iter().peekable();
+        for id in self.floor + 1..self.last_seen() {
+            if missing.len() >= max {
+                break;
+            }
+            if handled.next_if(|&&h| h == id).is_none() {
+                missing.push(id);
+            }
+        }
+        missing
     }
 }
 
-async fn read_past(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Vec<LogRow>> {
-    let (floor, limit) = (bind::<BigInt, _>(floor), bind::<BigInt, _>(BATCH as i64));
-    let read = prepared(
-        "SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2",
-        &[&floor, &limit],
-    )
-    .load(conn);
+/// The rows not handled yet: past the last one handled, and those of the
+/// holes below it (ids that may still commit). Rows already handled are not
+/// read again, however long a hole stays open.
+async fn read_unhandled(conn: &mut AsyncPgConnection, cursor: &Cursor) -> anyhow::Result<Vec<LogRow>> {
+    let (last_seen, holes, limit) = (
+        bind::<BigInt, _>(cursor.last_seen()),
+        cursor.missing(BATCH),
+        bind::<BigInt, _>(BATCH as i64),
+    );
+    let read = if holes.is_empty() {
+        prepared(
+            "SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $2",
+            &[&last_seen, &limit],
+        )
+        .load(conn)
+    } else {
+        let holes = bind::<diesel::sql_types::Array<BigInt>, _>(&holes);
+        prepared(
+            // Two index scans merged (an OR of the two conditions is planned
+            // as one scan of the whole index).
+            "SELECT _id, payload FROM (\
+               (SELECT _id, payload FROM event_log WHERE _id > $1 ORDER BY _id LIMIT $3) \
+               UNION ALL (SELECT _id, payload FROM event_log WHERE _id = ANY($2))) t \
+             ORDER BY _id",
+            &[&last_seen, &holes, &limit],
+        )
+        .load(conn)
+    };
     match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(rows) => Ok(rows?),
         Err(_) => anyhow::bail!("reading the event log took more than {READ_TIMEOUT:?}"),
@@ -232,12 +281,19 @@ async fn listen_once(
         .execute(&mut listener)
         .await?;
     if cursor.is_none() {
-        // A fresh process delivers what happens from now on.
-        let start: MaxId = diesel::sql_query("SELECT COALESCE(MAX(_id), 0)::BIGINT AS max_id FROM event_log")
-            .get_result(&mut listener)
-            .await?;
+        // A fresh process delivers what happens from now on: past every id
+        // allocated so far. Not past the largest id in the log: once the
+        // retention has emptied it (ten idle minutes), that would make every
+        // id ever allocated a hole to wait for.
+        let start: LastId = diesel::sql_query(
+            "SELECT GREATEST(\
+               (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_log__id_seq), \
+               (SELECT COALESCE(MAX(_id), 0) FROM event_log))::BIGINT AS last_id",
+        )
+        .get_result(&mut listener)
+        .await?;
         *cursor = Some(Cursor {
-            floor: start.max_id,
+            floor: start.last_id,
             above: BTreeSet::new(),
             holes: HashMap::new(),
         });
@@ -261,7 +317,7 @@ async fn listen_once(
         }
         let Some(cur) = cursor.as_mut() else { continue };
         loop {
-            let rows = read_past(&mut listener, cur.floor).await?;
+            let rows = read_unhandled(&mut listener, cur).await?;
             let full = rows.len() >= BATCH;
             let mut new = 0;
             for row in rows {
@@ -334,5 +390,29 @@ mod tests {
         c.advance(t0 + GAP_TIMEOUT);
         assert_eq!(c.floor, 5, "a hole older than the timeout is skipped");
         assert!(!c.take(4), "an id committing after the timeout comes too late");
+    }
+
+    #[test]
+    fn a_run_of_holes_expires_at_once() {
+        let t0 = Instant::now();
+        let mut c = Cursor {
+            floor: 0,
+            above: BTreeSet::new(),
+            holes: HashMap::new(),
+        };
+        assert!(c.take(1001) && c.take(1003));
+        c.advance(t0);
+        assert_eq!((c.floor, c.last_seen()), (0, 1003));
+        assert_eq!(c.missing(5), [1, 2, 3, 4, 5]);
+        assert_eq!(c.missing(2000).len(), 1001, "1..=1000 and 1002");
+        c.advance(t0 + GAP_TIMEOUT / 2);
+        assert!(c.take(1004));
+        // 1002 was first seen missing after 1..=1000 were skipped, so it
+        // gets a timeout of its own.
+        c.advance(t0 + GAP_TIMEOUT);
+        assert_eq!(c.floor, 1001, "1..=1000 expired together");
+        assert_eq!(c.missing(10), [1002]);
+        c.advance(t0 + GAP_TIMEOUT * 2);
+        assert_eq!((c.floor, c.missing(10)), (1004, vec![]));
     }
 }
