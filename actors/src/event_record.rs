@@ -12,8 +12,8 @@ fn s(v: &impl std::fmt::Display) -> Value {
     Value::from(v.to_string())
 }
 
-/// Encodes an event for the event log.
-pub fn encode(event: &Event) -> Vec<u8> {
+/// Encodes an event for the event log, as published by the instance `origin`.
+pub fn encode(event: &Event, origin: u64) -> Vec<u8> {
     let (kind, fields): (&str, Vec<(&str, Value)>) = match event {
         Event::Pinged { org, author, ping } => (
             "pinged",
@@ -113,17 +113,20 @@ pub fn encode(event: &Event) -> Vec<u8> {
             vec![("org", s(org)), ("token", uuid_value(*token))],
         ),
     };
-    let mut all = vec![("kind", Value::from(kind))];
+    let mut all = vec![("kind", Value::from(kind)), ("origin", Value::from(origin))];
     all.extend(fields);
     value::pack(&value::map(all))
 }
 
-/// Decodes a stored event; `None` for a record this version does not know
-/// (written by a newer instance during a rolling upgrade: skipped, not fatal).
-pub fn decode(raw: &[u8]) -> Option<Event> {
+/// Decodes a stored event and the instance that published it (absent from
+/// records of older versions); `None` for a record this version does not
+/// know (written by a newer instance during a rolling upgrade: skipped, not
+/// fatal).
+pub fn decode(raw: &[u8]) -> Option<(Event, Option<u64>)> {
     let map = value::unpack_map(raw).ok()?;
     let mut f = Fields::new(&map);
     let kind: String = f.req("kind")?;
+    let origin: Option<u64> = f.opt("origin")?;
     let org: OrganizationId = f.req("org")?;
     let event = match kind.as_str() {
         "pinged" => Event::Pinged {
@@ -180,7 +183,7 @@ pub fn decode(raw: &[u8]) -> Option<Event> {
         },
         _ => return None,
     };
-    Some(event)
+    Some((event, origin))
 }
 
 #[cfg(test)]
@@ -245,11 +248,20 @@ mod tests {
             Event::PkiEnrollmentUpdated { org: org.clone() },
             Event::UserRevoked { org: org.clone(), user },
             Event::OrganizationExpired { org: org.clone() },
-            Event::InviteConduitUpdated { org, token: id },
+            Event::InviteConduitUpdated {
+                org: org.clone(),
+                token: id,
+            },
         ];
         for e in events {
-            assert_eq!(decode(&encode(&e)), Some(e));
+            assert_eq!(decode(&encode(&e, 42)), Some((e, Some(42))));
         }
+        // Records of earlier versions name no origin.
+        let older = value::pack(&value::map([
+            ("kind", Value::from("organization.expired")),
+            ("org", Value::from("Org")),
+        ]));
+        assert_eq!(decode(&older), Some((Event::OrganizationExpired { org }, None)));
         assert_eq!(decode(b"\x80"), None);
     }
 }

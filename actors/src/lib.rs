@@ -116,8 +116,8 @@ pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_sec
 pub enum EventBus {
     /// Straight to this process's broker (in-memory store: one instance).
     Local,
-    /// Through the database's event log, which every instance reads and
-    /// feeds to its own broker (this one included).
+    /// To this process's broker and through the database's event log, which
+    /// every other instance reads and feeds to its own broker.
     Postgres(Addr<backend::postgres::events::EventWriter>),
 }
 
@@ -128,7 +128,10 @@ impl EventBus {
     pub fn publish(&self, broker: &Addr<broker::Broker>, event: event::Event) {
         match self {
             EventBus::Local => broker.do_send(broker::Publish(event)),
-            EventBus::Postgres(writer) => writer.do_send(backend::postgres::events::Append(event)),
+            EventBus::Postgres(writer) => {
+                broker.do_send(broker::Publish(event.clone()));
+                writer.do_send(backend::postgres::events::Append(event));
+            }
         }
     }
 }

@@ -184,10 +184,16 @@ async fn two_postgres_instances(outbox: &Outbox) -> Option<(Backends, Actors, Ac
     for _ in 0..2 {
         let store = PgStore::connect(&url, 8, Duration::from_secs(10)).unwrap();
         let backends = Backends::postgres(store.clone(), Arc::new(PgBlockStore::new(store.clone())));
-        let writer = events::EventWriter::new(store.pool().clone()).start();
-        let actors = Actors::start_with_events(backends.clone(), settings(), EventBus::Postgres(writer));
+        let writer = events::EventWriter::new(store.pool().clone());
+        let origin = writer.origin();
+        let actors = Actors::start_with_events(backends.clone(), settings(), EventBus::Postgres(writer.start()));
         let actors = with_outbox(actors, &backends, outbox);
-        actix_web::rt::spawn(events::listen(url.clone(), store.pool().clone(), actors.broker.clone()));
+        actix_web::rt::spawn(events::listen(
+            url.clone(),
+            store.pool().clone(),
+            actors.broker.clone(),
+            origin,
+        ));
         instances.push((backends, actors));
     }
     // The listeners start from the log's end: let them get there first.

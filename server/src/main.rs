@@ -156,13 +156,17 @@ fn serve(cfg: RunConfig) -> anyhow::Result<()> {
                 )
             }
         };
-        let events = match &pg {
-            Some((_, store)) => EventBus::Postgres(EventWriter::new(store.pool().clone()).start()),
-            None => EventBus::Local,
+        let (events, origin) = match &pg {
+            Some((_, store)) => {
+                let writer = EventWriter::new(store.pool().clone());
+                let origin = writer.origin();
+                (EventBus::Postgres(writer.start()), Some(origin))
+            }
+            None => (EventBus::Local, None),
         };
         let actors = Actors::start_with_events(backends, settings, events).with_bootstrap_webhook(bootstrap_webhook);
-        if let Some((url, store)) = pg {
-            actix_web::rt::spawn(events::listen(url, store.pool().clone(), actors.broker.clone()));
+        if let (Some((url, store)), Some(origin)) = (pg, origin) {
+            actix_web::rt::spawn(events::listen(url, store.pool().clone(), actors.broker.clone(), origin));
         }
         let broker = actors.broker.clone();
         let state = http::AppState {

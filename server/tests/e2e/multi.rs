@@ -252,3 +252,43 @@ async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
     assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");
     assert_eq!(field(&ev, "src_id"), &uuid_value(vlob_id));
 }
+
+/// An instance delivers its own events at once and once: not again when its
+/// listener reads them back from the log, while the other instance gets them
+/// from there.
+#[actix_web::test]
+async fn an_instance_delivers_its_own_events_once() {
+    let Some(url) = test_database_url().await else { return };
+    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let org = new_org(&a).await;
+    let mut writer = login(&a, &org).await;
+    let realm_id = create_realm(&mut writer, &org.alice).await;
+    let phone = create_device(&mut writer, &org.alice, "phone").await;
+    let tablet = create_device(&mut writer, &org.alice, "tablet").await;
+    let mut same = login_as(&a, &org, &phone).await;
+    let mut other = login_as(&b, &org, &tablet).await;
+    for listener in [&mut same, &mut other] {
+        assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
+    }
+    for i in 0..3u8 {
+        let rep = writer
+            .req("vlob_create", vlob_create_fields(realm_id, Uuid::new_v4(), &[i]))
+            .await;
+        assert_eq!(status(&rep), "ok", "{rep:?}");
+    }
+    // Long enough for both listeners to have read the log past the writes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for listener in [&mut same, &mut other] {
+        for _ in 0..3 {
+            let ev = listener
+                .req("events_listen", vec![("wait", Value::Boolean(false))])
+                .await;
+            assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");
+        }
+        let none = listener
+            .req("events_listen", vec![("wait", Value::Boolean(false))])
+            .await;
+        assert_eq!(status(&none), "no_events");
+    }
+}

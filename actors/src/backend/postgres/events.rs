@@ -16,9 +16,12 @@
 //! connection drops, the loop reconnects and resumes from the last id it
 //! handled.
 //!
-//! Fan-out latency is mostly round trips: after the command's own commit, an
-//! event costs two (the write, then the listener's read), and the read never
-//! waits for a pooled connection busy with commands.
+//! An instance's own clients get its events at once: [`crate::EventBus`]
+//! hands them to the local broker as it queues them for the log, and the
+//! records name their [`Origin`], so that the listener skips them on the way
+//! back. For the other instances, an event costs two round trips after the
+//! command's own commit (the write, then the listener's read), and the read
+//! never waits for a pooled connection busy with commands.
 //!
 //! Ids are allocated before commit, so a transaction that commits late can
 //! make an id appear after larger ones were read: ids past a hole are
@@ -53,20 +56,33 @@ const BATCH: usize = 1000;
 /// `statement_timeout`); past it the connection is dropped and reopened.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The server instance that wrote a log record. An instance delivers its
+/// own events at once, through its broker, and its listener skips them when
+/// they come back through the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin(pub u64);
+
 /// Appends published events to the log (see the module documentation).
 pub struct EventWriter {
     pool: Pool,
+    origin: Origin,
     queue: Vec<Event>,
     flushing: bool,
 }
 
 impl EventWriter {
+    /// A writer for a new instance; give [`Self::origin`] to its [`listen`].
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
+            origin: Origin(rand::random()),
             queue: Vec::new(),
             flushing: false,
         }
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -76,9 +92,9 @@ impl EventWriter {
         self.flushing = true;
         let n = self.queue.len().min(BATCH);
         let batch: Vec<Event> = self.queue.drain(..n).collect();
-        let pool = self.pool.clone();
+        let (pool, origin) = (self.pool.clone(), self.origin);
         let fut = async move {
-            let result = write_batch(&pool, &batch).await;
+            let result = write_batch(&pool, origin, &batch).await;
             (result, batch)
         };
         ctx.spawn(fut.into_actor(self).map(|(result, batch), act, ctx| {
@@ -115,10 +131,10 @@ impl Handler<Append> for EventWriter {
     }
 }
 
-async fn write_batch(pool: &Pool, batch: &[Event]) -> anyhow::Result<()> {
+async fn write_batch(pool: &Pool, origin: Origin, batch: &[Event]) -> anyhow::Result<()> {
     let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
     let orgs: Vec<String> = batch.iter().map(|e| e.org().to_string()).collect();
-    let payloads: Vec<Vec<u8>> = batch.iter().map(event_record::encode).collect();
+    let payloads: Vec<Vec<u8>> = batch.iter().map(|e| event_record::encode(e, origin.0)).collect();
     // One statement is one transaction: the rows and the notification commit
     // together (a data-modifying CTE always runs), in one round trip instead
     // of four (BEGIN, INSERT, NOTIFY, COMMIT). `unnest WITH ORDINALITY` keeps
@@ -255,12 +271,12 @@ async fn read_unhandled(conn: &mut AsyncPgConnection, cursor: &Cursor) -> anyhow
 
 /// Reads the log from the current end; runs until the process stops. Call
 /// it once, on the main arbiter.
-pub async fn listen(url: String, pool: Pool, broker: Addr<Broker>) {
+pub async fn listen(url: String, pool: Pool, broker: Addr<Broker>, origin: Origin) {
     let mut cursor: Option<Cursor> = None;
     let mut backoff = Duration::from_millis(200);
     let mut last_prune = Instant::now();
     loop {
-        match listen_once(&url, &pool, &broker, &mut cursor, &mut last_prune).await {
+        match listen_once(&url, &pool, &broker, origin, &mut cursor, &mut last_prune).await {
             Ok(()) => {}
             Err(e) => log::error!("event listener: {e:#}; reconnecting in {backoff:?}"),
         }
@@ -273,6 +289,7 @@ async fn listen_once(
     url: &str,
     pool: &Pool,
     broker: &Addr<Broker>,
+    origin: Origin,
     cursor: &mut Option<Cursor>,
     last_prune: &mut Instant,
 ) -> anyhow::Result<()> {
@@ -326,7 +343,9 @@ async fn listen_once(
                 }
                 new += 1;
                 match event_record::decode(&row.payload) {
-                    Some(event) => broker.do_send(Publish(event)),
+                    // Delivered by this instance when it was published.
+                    Some((_, Some(from))) if from == origin.0 => {}
+                    Some((event, _)) => broker.do_send(Publish(event)),
                     None => log::warn!("event log: record {} not understood, skipped", row._id),
                 }
             }

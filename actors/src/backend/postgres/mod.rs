@@ -253,16 +253,18 @@ pub async fn start_actors_on_database(url: &str, settings: crate::Settings) -> c
     let store = PgStore::connect(url, 7, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("cannot connect to test database {url}: {e}"));
     let blockstore = Arc::new(blockstore::PgBlockStore::new(store.clone()));
-    let writer = events::EventWriter::new(store.pool().clone()).start();
+    let writer = events::EventWriter::new(store.pool().clone());
+    let origin = writer.origin();
     let actors = crate::Actors::start_with_events(
         super::Backends::postgres(store.clone(), blockstore),
         settings,
-        crate::EventBus::Postgres(writer),
+        crate::EventBus::Postgres(writer.start()),
     );
     actix::spawn(events::listen(
         url.to_string(),
         store.pool().clone(),
         actors.broker.clone(),
+        origin,
     ));
     // The listener starts from the log's end: let it get there first.
     tokio::time::sleep(Duration::from_millis(200)).await;

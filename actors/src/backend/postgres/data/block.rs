@@ -211,6 +211,14 @@ struct InsertedRow {
     _id: i64,
 }
 
+impl PgStore {
+    /// Whether `store` is the `POSTGRESQL` block store of this very
+    /// database: block bytes and metadata then go in one statement.
+    fn keeps_blocks_of(&self, store: &dyn BlockStore) -> bool {
+        store.as_postgres().is_some_and(|s| s.shares_database_with(self))
+    }
+}
+
 #[async_trait]
 impl BlockBackend for PgStore {
     async fn create(
@@ -221,7 +229,7 @@ impl BlockBackend for PgStore {
         now: DateTime,
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError> {
-        if store.as_postgres().is_some_and(|s| s.shares_database_with(self)) {
+        if self.keeps_blocks_of(store) {
             let mut conn = self.conn().await?;
             return create_in_own_database(&mut conn, org, author_id, req, now).await;
         }
@@ -282,7 +290,7 @@ impl BlockBackend for PgStore {
         block_id: Uuid,
         store: &dyn BlockStore,
     ) -> Result<Bytes, BlockReadError> {
-        if !store.as_postgres().is_some_and(|s| s.shares_database_with(self)) {
+        if !self.keeps_blocks_of(store) {
             return check_and_read(self, org, user, block_id, store).await;
         }
         #[derive(QueryableByName)]
