@@ -612,6 +612,23 @@ pub trait BlockBackend: Send + Sync {
     }
 }
 
+/// The rules of `block_read` (commands.md §10.2) once the block and its
+/// realm are found: the realm's maintenance, then the requester's role.
+pub fn check_block_read(realm: &RealmStatus, role: Option<RealmRole>) -> Result<(), BlockReadError> {
+    // Reads go on during a re-encryption: blocks are not re-encrypted.
+    if realm
+        .maintenance
+        .as_ref()
+        .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
+    {
+        return Err(BlockReadError::InMaintenance);
+    }
+    if !can_read(role) {
+        return Err(BlockReadError::NotAllowed);
+    }
+    Ok(())
+}
+
 /// [`BlockBackend::read`] for any store: the checks and the store read at
 /// once (the latency of one, not of both). Blocks are never modified nor
 /// deleted once their metadata exists, so a read outside the checks'

@@ -762,19 +762,7 @@ impl BlockBackend for MemoryStore {
         self.with_org(org, |o| {
             let meta = o.data.blocks.get(&block_id).ok_or(BlockReadError::NotFound)?;
             let realm = o.data.realms.get(&meta.realm_id).ok_or(BlockReadError::NotFound)?;
-            // Reads go on during a re-encryption: blocks are not re-encrypted.
-            if realm
-                .status
-                .maintenance
-                .as_ref()
-                .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
-            {
-                return Err(BlockReadError::InMaintenance);
-            }
-            if !can_read(realm.role_of(user)) {
-                return Err(BlockReadError::NotAllowed);
-            }
-            Ok(())
+            check_block_read(&realm.status, realm.role_of(user))
         })
     }
 }

@@ -364,19 +364,7 @@ fn judge_read(row: Option<ReadCheckRow>) -> Result<(), BlockReadError> {
     let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
     row.block.ok_or(BlockReadError::NotFound)?;
     let realm = row.realm.into_realm()?.ok_or(BlockReadError::NotFound)?;
-    // Reads go on during a re-encryption: blocks are not re-encrypted.
-    if realm
-        .status
-        .maintenance
-        .as_ref()
-        .is_some_and(|m| m.kind != MaintenanceType::Reencryption)
-    {
-        return Err(BlockReadError::InMaintenance);
-    }
-    if !can_read(parse_role(row.requester_role)?) {
-        return Err(BlockReadError::NotAllowed);
-    }
-    Ok(())
+    check_block_read(&realm.status, parse_role(row.requester_role)?)
 }
 
 #[async_trait]
