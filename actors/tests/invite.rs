@@ -37,7 +37,7 @@ use parsec_actors::client::{AuthenticatedClient, InvitedClient};
 use parsec_actors::email::{self, BackendAddr, InvitationEmail, Mailer, SendError, SmtpConfig, SmtpMailer};
 use parsec_actors::event::Event;
 use parsec_actors::invite::{self, ClaimerOutcome, InviteActor};
-use parsec_actors::{Actors, EventBus, Settings};
+use parsec_actors::{Actors, Settings};
 use parsec_protocol::cmds::authenticated as greq;
 use parsec_protocol::cmds::invited as creq;
 use parsec_protocol::types::*;
@@ -184,16 +184,10 @@ async fn two_postgres_instances(outbox: &Outbox) -> Option<(Backends, Actors, Ac
     for _ in 0..2 {
         let store = PgStore::connect(&url, 8, Duration::from_secs(10)).unwrap();
         let backends = Backends::postgres(store.clone(), Arc::new(PgBlockStore::new(store.clone())));
-        let writer = events::EventWriter::new(store.pool().clone());
-        let origin = writer.origin();
-        let actors = Actors::start_with_events(backends.clone(), settings(), EventBus::Postgres(writer.start()));
+        let (bus, listener) = events::start(url.clone(), store.pool().clone());
+        let actors = Actors::start_with_events(backends.clone(), settings(), bus);
         let actors = with_outbox(actors, &backends, outbox);
-        actix_web::rt::spawn(events::listen(
-            url.clone(),
-            store.pool().clone(),
-            actors.broker.clone(),
-            origin,
-        ));
+        listener.spawn(actors.broker.clone());
         instances.push((backends, actors));
     }
     // The listeners start from the log's end: let them get there first.

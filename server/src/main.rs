@@ -7,14 +7,13 @@
 
 use std::process::ExitCode;
 
-use actix::Actor;
 use parsec_actors::backend::Backends;
 use std::sync::Arc;
 
 use parsec_actors::EventBus;
 use parsec_actors::backend::postgres::PgStore;
 use parsec_actors::backend::postgres::blockstore::PgBlockStore;
-use parsec_actors::backend::postgres::events::{self, EventWriter};
+use parsec_actors::backend::postgres::events;
 use parsec_actors::blockstore::{BlockStore, MemoryBlockStore};
 use parsec_actors::broker;
 use parsec_actors::{Actors, Settings};
@@ -156,17 +155,16 @@ fn serve(cfg: RunConfig) -> anyhow::Result<()> {
                 )
             }
         };
-        let (events, origin) = match &pg {
-            Some((_, store)) => {
-                let writer = EventWriter::new(store.pool().clone());
-                let origin = writer.origin();
-                (EventBus::Postgres(writer.start()), Some(origin))
+        let (bus, listener) = match pg {
+            Some((url, store)) => {
+                let (bus, listener) = events::start(url, store.pool().clone());
+                (bus, Some(listener))
             }
             None => (EventBus::Local, None),
         };
-        let actors = Actors::start_with_events(backends, settings, events).with_bootstrap_webhook(bootstrap_webhook);
-        if let (Some((url, store)), Some(origin)) = (pg, origin) {
-            actix_web::rt::spawn(events::listen(url, store.pool().clone(), actors.broker.clone(), origin));
+        let actors = Actors::start_with_events(backends, settings, bus).with_bootstrap_webhook(bootstrap_webhook);
+        if let Some(listener) = listener {
+            listener.spawn(actors.broker.clone());
         }
         let broker = actors.broker.clone();
         let state = http::AppState {

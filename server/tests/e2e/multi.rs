@@ -34,6 +34,24 @@ async fn login_as(server: &TestServer, org: &Org, device: &Device) -> WsClient {
         .expect("login")
 }
 
+/// A new device of Alice (events skip their author device), logged in on
+/// `server` and subscribed to events.
+async fn subscribed_device(server: &TestServer, org: &Org, writer: &mut WsClient, name: &str) -> WsClient {
+    let device = create_device(writer, &org.alice, name).await;
+    let mut ws = login_as(server, org, &device).await;
+    assert_eq!(status(&ws.req("events_subscribe", vec![]).await), "ok");
+    ws
+}
+
+/// Sends `events_listen(wait=true)`; the answer is the next event.
+async fn wait_for_event(ws: &mut WsClient) {
+    ws.send_value(&value::map([
+        ("cmd", Value::from("events_listen")),
+        ("wait", Value::Boolean(true)),
+    ]))
+    .await;
+}
+
 #[actix_web::test]
 async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     let Some(url) = test_database_url().await else { return };
@@ -45,16 +63,9 @@ async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     let mut writer = login(&b, &org).await;
     let realm_id = create_realm(&mut writer, &org.alice).await;
 
-    // A second device of the same user listens on A (events skip their author device).
-    let phone = create_device(&mut writer, &org.alice, "phone").await;
-    let mut listener = login_as(&a, &org, &phone).await;
-    assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
-    listener
-        .send_value(&value::map([
-            ("cmd", Value::from("events_listen")),
-            ("wait", Value::Boolean(true)),
-        ]))
-        .await;
+    // A second device of the same user listens on A.
+    let mut listener = subscribed_device(&a, &org, &mut writer, "phone").await;
+    wait_for_event(&mut listener).await;
 
     let vlob_id = Uuid::new_v4();
     let rep = writer
@@ -232,15 +243,8 @@ async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
     let org = new_org(&a).await;
     let mut writer = login(&a, &org).await;
     let realm_id = create_realm(&mut writer, &org.alice).await;
-    let phone = create_device(&mut writer, &org.alice, "phone").await;
-    let mut listener = login_as(&b, &org, &phone).await;
-    assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
-    listener
-        .send_value(&value::map([
-            ("cmd", Value::from("events_listen")),
-            ("wait", Value::Boolean(true)),
-        ]))
-        .await;
+    let mut listener = subscribed_device(&b, &org, &mut writer, "phone").await;
+    wait_for_event(&mut listener).await;
     let vlob_id = Uuid::new_v4();
     let rep = writer
         .req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1"))
@@ -264,13 +268,8 @@ async fn an_instance_delivers_its_own_events_once() {
     let org = new_org(&a).await;
     let mut writer = login(&a, &org).await;
     let realm_id = create_realm(&mut writer, &org.alice).await;
-    let phone = create_device(&mut writer, &org.alice, "phone").await;
-    let tablet = create_device(&mut writer, &org.alice, "tablet").await;
-    let mut same = login_as(&a, &org, &phone).await;
-    let mut other = login_as(&b, &org, &tablet).await;
-    for listener in [&mut same, &mut other] {
-        assert_eq!(status(&listener.req("events_subscribe", vec![]).await), "ok");
-    }
+    let mut same = subscribed_device(&a, &org, &mut writer, "phone").await;
+    let mut other = subscribed_device(&b, &org, &mut writer, "tablet").await;
     for i in 0..3u8 {
         let rep = writer
             .req("vlob_create", vlob_create_fields(realm_id, Uuid::new_v4(), &[i]))

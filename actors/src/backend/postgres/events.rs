@@ -60,7 +60,39 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// own events at once, through its broker, and its listener skips them when
 /// they come back through the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Origin(pub u64);
+struct Origin(u64);
+
+/// One instance's share of the event log: the bus its actors publish on,
+/// and the [`Listener`] to run once its broker exists. Both name the same
+/// [`Origin`].
+pub fn start(url: String, pool: Pool) -> (crate::EventBus, Listener) {
+    let origin = Origin(rand::random());
+    let writer = EventWriter {
+        pool: pool.clone(),
+        origin,
+        queue: Vec::new(),
+        flushing: false,
+    };
+    (
+        crate::EventBus::Postgres(writer.start()),
+        Listener { url, pool, origin },
+    )
+}
+
+/// The reading half of [`start`].
+pub struct Listener {
+    url: String,
+    pool: Pool,
+    origin: Origin,
+}
+
+impl Listener {
+    /// Reads the log for the life of the process, handing other instances'
+    /// events to `broker`. Call on the main arbiter.
+    pub fn spawn(self, broker: Addr<Broker>) {
+        actix::spawn(listen(self.url, self.pool, broker, self.origin));
+    }
+}
 
 /// Appends published events to the log (see the module documentation).
 pub struct EventWriter {
@@ -71,20 +103,6 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// A writer for a new instance; give [`Self::origin`] to its [`listen`].
-    pub fn new(pool: Pool) -> Self {
-        Self {
-            pool,
-            origin: Origin(rand::random()),
-            queue: Vec::new(),
-            flushing: false,
-        }
-    }
-
-    pub fn origin(&self) -> Origin {
-        self.origin
-    }
-
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flushing || self.queue.is_empty() {
             return;
@@ -269,9 +287,8 @@ async fn read_unhandled(conn: &mut AsyncPgConnection, cursor: &Cursor) -> anyhow
     }
 }
 
-/// Reads the log from the current end; runs until the process stops. Call
-/// it once, on the main arbiter.
-pub async fn listen(url: String, pool: Pool, broker: Addr<Broker>, origin: Origin) {
+/// Reads the log from the current end; runs until the process stops.
+async fn listen(url: String, pool: Pool, broker: Addr<Broker>, origin: Origin) {
     let mut cursor: Option<Cursor> = None;
     let mut backoff = Duration::from_millis(200);
     let mut last_prune = Instant::now();

@@ -248,24 +248,13 @@ pub async fn test_database_url() -> Option<String> {
 /// One server instance's actors on the database at `url`, as `run` starts
 /// them: several calls on one URL make several instances sharing it.
 pub async fn start_actors_on_database(url: &str, settings: crate::Settings) -> crate::Actors {
-    use actix::Actor;
     // The reference's default pool size: what a default deployment runs with.
     let store = PgStore::connect(url, 7, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("cannot connect to test database {url}: {e}"));
     let blockstore = Arc::new(blockstore::PgBlockStore::new(store.clone()));
-    let writer = events::EventWriter::new(store.pool().clone());
-    let origin = writer.origin();
-    let actors = crate::Actors::start_with_events(
-        super::Backends::postgres(store.clone(), blockstore),
-        settings,
-        crate::EventBus::Postgres(writer.start()),
-    );
-    actix::spawn(events::listen(
-        url.to_string(),
-        store.pool().clone(),
-        actors.broker.clone(),
-        origin,
-    ));
+    let (bus, listener) = events::start(url.to_string(), store.pool().clone());
+    let actors = crate::Actors::start_with_events(super::Backends::postgres(store.clone(), blockstore), settings, bus);
+    listener.spawn(actors.broker.clone());
     // The listener starts from the log's end: let it get there first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     actors
