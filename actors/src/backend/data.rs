@@ -581,9 +581,43 @@ pub enum BlockReadError {
     Internal(#[from] Internal),
 }
 
+/// One `block_create` of a group (see [`BlockBackend::create_group`]).
+#[derive(Debug)]
+pub struct NewBlock {
+    pub org: OrganizationId,
+    pub author: DeviceId,
+    pub req: BlockCreate,
+}
+
+/// Whether no two of `blocks` have one organization and block id.
+pub fn distinct_blocks(blocks: &[NewBlock]) -> bool {
+    let mut seen = HashSet::with_capacity(blocks.len());
+    blocks.iter().all(|b| seen.insert((&b.org, b.req.block_id)))
+}
+
 /// Block metadata and access checks; the bytes go to a [`BlockStore`].
 #[async_trait]
 pub trait BlockBackend: Send + Sync {
+    /// Whether [`create_group`](Self::create_group) does better than the
+    /// creates one by one with `store`: callers then gather concurrent
+    /// creates into groups.
+    fn groups_creates(&self, _store: &dyn BlockStore) -> bool {
+        false
+    }
+    /// Creates `blocks` (no two with one organization and block id) with
+    /// the outcomes `create` would give each, in order; `created_on` = `now`.
+    /// The default runs the creates concurrently.
+    async fn create_group(
+        &self,
+        blocks: Vec<NewBlock>,
+        now: DateTime,
+        store: &dyn BlockStore,
+    ) -> Vec<Result<(), BlockCreateError>> {
+        let creates = blocks
+            .into_iter()
+            .map(|b| async move { self.create(&b.org, &b.author, b.req, now, store).await });
+        futures_util::future::join_all(creates).await
+    }
     /// Checks the realm and the requester's role, writes the bytes to `store`,
     /// then records the metadata (`created_on` = `now`). The store write sits
     /// between the checks and the insert, as in the reference, so a failed

@@ -255,3 +255,98 @@ async fn concurrent_creates_of_one_id_keep_the_winners_bytes() {
         &contents[winners[0]][..]
     );
 }
+
+/// Creates sent together (on PostgreSQL with its own block store they go in
+/// groups: one statement for many) each get the outcome they would get alone,
+/// and only the accepted ones store their bytes.
+#[actix_web::test]
+async fn creates_sent_together_get_their_own_outcomes() {
+    let (env, alice) = Env::start().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    let (frozen, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
+    let r = req::RealmStartReencryptionMaintenance {
+        realm_id: frozen,
+        encryption_revision: 2,
+        timestamp: now(),
+        per_participant_message: [(alice.user_id(), b"key".to_vec())].into(),
+    };
+    let rep = parsec_actors::realm::start_reencryption_maintenance(&env.actors, &alice.client, r)
+        .await
+        .unwrap();
+    assert_eq!(status(&rep), "ok", "{rep:?}");
+    let taken = Uuid::new_v4();
+    assert_bare(&env.block_create(&alice, realm_id, taken, b"first").await, "ok");
+
+    let twice = Uuid::new_v4();
+    // Expected status None: one of the two creates of `twice`.
+    type Case<'a> = (&'a Dev, Uuid, Uuid, Vec<u8>, Option<&'a str>);
+    let mut cases: Vec<Case> = (0..20u8)
+        .map(|i| (&alice, realm_id, Uuid::new_v4(), vec![i; 100 + i as usize], Some("ok")))
+        .collect();
+    cases.insert(
+        3,
+        (&bob, realm_id, Uuid::new_v4(), b"reader".to_vec(), Some("not_allowed")),
+    );
+    cases.insert(
+        7,
+        (
+            &alice,
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            b"nowhere".to_vec(),
+            Some("not_found"),
+        ),
+    );
+    cases.insert(
+        9,
+        (
+            &alice,
+            frozen,
+            Uuid::new_v4(),
+            b"frozen".to_vec(),
+            Some("in_maintenance"),
+        ),
+    );
+    cases.insert(
+        11,
+        (&alice, realm_id, taken, b"second".to_vec(), Some("already_exists")),
+    );
+    cases.insert(12, (&alice, realm_id, twice, b"twice-a".to_vec(), None));
+    cases.insert(13, (&alice, realm_id, twice, b"twice-b".to_vec(), None));
+    let reps = futures_util::future::join_all(
+        cases
+            .iter()
+            .map(|(dev, realm, id, bytes, _)| env.block_create(dev, *realm, *id, bytes)),
+    )
+    .await;
+
+    let mut twice_outcomes = Vec::new();
+    for ((_, _, id, bytes, expected), rep) in cases.iter().zip(&reps) {
+        let read = env.block_read(&alice, *id).await;
+        match expected {
+            Some("ok") => {
+                assert_bare(rep, "ok");
+                assert_eq!(bin(&read, "block"), &bytes[..]);
+            }
+            Some(refusal) => {
+                assert_bare(rep, refusal);
+                if *id != taken {
+                    assert_bare(&read, "not_found");
+                }
+            }
+            None => twice_outcomes.push((status(rep).to_owned(), bytes.clone())),
+        }
+    }
+    assert_eq!(bin(&env.block_read(&alice, taken).await, "block"), b"first");
+    twice_outcomes.sort();
+    assert_eq!(
+        twice_outcomes.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["already_exists", "ok"]
+    );
+    assert_eq!(
+        bin(&env.block_read(&alice, twice).await, "block"),
+        &twice_outcomes[1].1[..]
+    );
+}

@@ -13,7 +13,7 @@ use parsec_schema::schema::{device, message};
 
 use super::*;
 use crate::blockstore::{BlockStore, BlockStoreError};
-use diesel::sql_types::{Bool, Bytea};
+use diesel::sql_types::{Array, Bool, Bytea};
 
 /// What the block-create checks (commands.md §10.1 steps 2–5) need, from one
 /// statement: the author's row ids, the realm, the author's latest role in
@@ -111,7 +111,7 @@ async fn create_in_own_database(
     c: &mut Conn,
     org: &OrganizationId,
     author_id: &DeviceId,
-    req: BlockCreate,
+    req: &BlockCreate,
     now: DateTime,
 ) -> Result<(), BlockCreateError> {
     #[derive(QueryableByName)]
@@ -163,6 +163,95 @@ async fn create_in_own_database(
     // Allowed on our snapshot but not inserted: a create of the same id
     // committed meanwhile.
     Err(BlockCreateError::AlreadyExists)
+}
+
+/// The statement of [`create_group_in_own_database`]: the one of
+/// [`create_in_own_database`] for arrays of requests ($1 organizations, $2
+/// authors, $3 realms, $4 block ids, $5 bytes, $6 sizes; $7 the writer roles,
+/// $8 `created_on`), one row per request with its ordinal `n`. No `block`
+/// lookup: an id already taken shows as allowed but not inserted.
+static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $6::int4[]) \
+           WITH ORDINALITY AS t(org_id, device_id, realm_id, block_id, size, n)), \
+         chk AS (SELECT req.n, req.block_id AS new_block, o._id AS org, d._id AS device, d.user_, \
+           NULL::bigint AS block, {REALM_COLUMNS}, lr.role AS requester_role \
+           FROM req JOIN organization o ON o.organization_id = req.org_id \
+           LEFT JOIN device d ON d.organization = o._id AND d.device_id = req.device_id \
+           LEFT JOIN user_ u ON u._id = d.user_ \
+           LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = req.realm_id \
+           {MAINTENANCE_AUTHOR} \
+           {REQUESTER_ROLE}), \
+         allowed AS (SELECT n, new_block, org, device, realm_pk FROM chk \
+           WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
+           AND maintenance_type IS NULL AND requester_role = ANY($7)), \
+         bytes AS (INSERT INTO block_data (organization_id, block_id, data) \
+           SELECT req.org_id, req.block_id, ($5::bytea[])[req.n] FROM allowed JOIN req USING (n) \
+           ON CONFLICT (organization_id, block_id) DO NOTHING), \
+         meta AS (INSERT INTO block (organization, block_id, realm, author, size, created_on) \
+           SELECT a.org, a.new_block, a.realm_pk, a.device, req.size, $8 FROM allowed a JOIN req USING (n) \
+           ON CONFLICT (organization, block_id) DO NOTHING RETURNING organization, block_id) \
+         SELECT chk.*, EXISTS (SELECT 1 FROM meta m WHERE m.organization = chk.org AND m.block_id = chk.new_block) \
+           AS inserted FROM chk ORDER BY n"
+    )
+});
+
+/// Creates of a group whose store is the `block_data` table of this
+/// database: what [`create_in_own_database`] does for one request, for all
+/// of them in one statement. A group's cost is mostly that of its bytes:
+/// the statement, its checks and its commit are paid once. `Err`: the
+/// statement failed, nothing of the group is stored.
+async fn create_group_in_own_database(
+    c: &mut Conn,
+    blocks: &[NewBlock],
+    now: DateTime,
+) -> Result<Vec<Result<(), BlockCreateError>>, Internal> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(embed)]
+        check: CreateCheckRow,
+        #[diesel(sql_type = Bool)]
+        inserted: bool,
+    }
+    let sizes = blocks
+        .iter()
+        .map(|b| i32::try_from(b.req.block.len()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| unexpected("block larger than 2 GiB"))?;
+    let rows: Vec<Row> = prepared(
+        &GROUP_CREATE,
+        &[
+            &bind::<Array<Text>, _>(blocks.iter().map(|b| b.org.as_str()).collect::<Vec<_>>()),
+            &bind::<Array<Text>, _>(blocks.iter().map(|b| b.author.as_str()).collect::<Vec<_>>()),
+            &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.realm_id).collect::<Vec<_>>()),
+            &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.block_id).collect::<Vec<_>>()),
+            &bind::<Array<Bytea>, _>(blocks.iter().map(|b| &b.req.block[..]).collect::<Vec<_>>()),
+            &bind::<Array<Int4>, _>(sizes),
+            &bind::<Array<Text>, _>(&*WRITERS),
+            &bind::<Timestamptz, _>(ts(now)),
+        ],
+    )
+    .load(c)
+    .await?;
+    let mut outcomes: Vec<Option<Result<(), BlockCreateError>>> = blocks.iter().map(|_| None).collect();
+    for row in rows {
+        let slot = usize::try_from(row.n - 1)
+            .ok()
+            .and_then(|i| outcomes.get_mut(i))
+            .ok_or_else(|| unexpected("group create answered an unknown request"))?;
+        *slot = Some(if row.inserted {
+            Ok(())
+        } else {
+            // Allowed on the statement's snapshot but not inserted: the id is taken.
+            judge_create(Some(row.check)).and(Err(BlockCreateError::AlreadyExists))
+        });
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(unexpected("organization of an authenticated device not found").into())))
+        .collect())
 }
 
 /// The block's metadata row, inserted only if the checks still hold: the
@@ -221,6 +310,43 @@ impl PgStore {
 
 #[async_trait]
 impl BlockBackend for PgStore {
+    fn groups_creates(&self, store: &dyn BlockStore) -> bool {
+        self.keeps_blocks_of(store)
+    }
+
+    async fn create_group(
+        &self,
+        blocks: Vec<NewBlock>,
+        now: DateTime,
+        store: &dyn BlockStore,
+    ) -> Vec<Result<(), BlockCreateError>> {
+        if !self.keeps_blocks_of(store) || blocks.len() < 2 || !distinct_blocks(&blocks) {
+            let creates = blocks
+                .into_iter()
+                .map(|b| async move { BlockBackend::create(self, &b.org, &b.author, b.req, now, store).await });
+            return futures_util::future::join_all(creates).await;
+        }
+        let grouped = match self.conn().await {
+            Ok(mut conn) => create_group_in_own_database(&mut conn, &blocks, now).await,
+            Err(e) => Err(e),
+        };
+        match grouped {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                // Whatever failed, each create on its own gets its own outcome.
+                log::warn!("group of {} block creates: {e:#}; creating one by one", blocks.len());
+                let mut outcomes = Vec::with_capacity(blocks.len());
+                for b in &blocks {
+                    outcomes.push(match self.conn().await {
+                        Ok(mut conn) => create_in_own_database(&mut conn, &b.org, &b.author, &b.req, now).await,
+                        Err(e) => Err(e.into()),
+                    });
+                }
+                outcomes
+            }
+        }
+    }
+
     async fn create(
         &self,
         org: &OrganizationId,
@@ -231,7 +357,7 @@ impl BlockBackend for PgStore {
     ) -> Result<(), BlockCreateError> {
         if self.keeps_blocks_of(store) {
             let mut conn = self.conn().await?;
-            return create_in_own_database(&mut conn, org, author_id, req, now).await;
+            return create_in_own_database(&mut conn, org, author_id, &req, now).await;
         }
         let BlockCreate {
             block_id,
