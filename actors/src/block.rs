@@ -33,89 +33,156 @@ use crate::backend::*;
 use crate::blockstore::BlockStore;
 use crate::client::AuthenticatedClient;
 
-/// Most groups of creates running at once: enough for PostgreSQL to use
+/// Most groups of each kind running at once: enough for PostgreSQL to use
 /// every core, few enough to leave pooled connections to everything else.
 pub const GROUPS_IN_FLIGHT: usize = 3;
 
-/// Most creates in one group.
+/// Most requests in one group.
 pub const MAX_GROUP: usize = 32;
 
-/// Most block bytes in one group (a bigger first block goes alone).
+/// Most block bytes in one group of creates (a bigger first block goes
+/// alone); reads, whose sizes are not known beforehand, stop at
+/// [`MAX_READ_GROUP`].
 pub const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// Most reads in one group (blocks are at most 1 MiB).
+pub const MAX_READ_GROUP: usize = 8;
 
 /// Owns the block backend and the block store.
 pub struct BlockActor {
     backend: Arc<dyn BlockBackend>,
     store: Arc<dyn BlockStore>,
-    /// Whether creates go in groups (fixed by the backend and the store).
-    grouped: bool,
-    /// Creates waiting for a free group slot.
-    queue: VecDeque<PendingCreate>,
+    /// Creates and reads waiting for a group slot, when they go in groups
+    /// (fixed by the backend and the store).
+    creates: Option<Grouping<NewBlock, Result<(), BlockCreateError>>>,
+    reads: Option<Grouping<BlockToRead, Result<Bytes, BlockReadError>>>,
+}
+
+/// Requests of one kind waiting for a free group slot, and the number of
+/// groups running.
+struct Grouping<T, R> {
+    queue: VecDeque<(T, oneshot::Sender<R>)>,
     running: usize,
 }
 
-struct PendingCreate {
-    block: NewBlock,
-    reply: oneshot::Sender<Result<(), BlockCreateError>>,
-}
-
-impl BlockActor {
-    pub fn new(backend: Arc<dyn BlockBackend>, store: Arc<dyn BlockStore>) -> Self {
-        let grouped = backend.groups_creates(&*store);
+impl<T, R> Grouping<T, R> {
+    fn new() -> Self {
         Self {
-            backend,
-            store,
-            grouped,
             queue: VecDeque::new(),
             running: 0,
         }
     }
 
-    /// Starts groups from the queue while slots are free.
-    fn start_groups(&mut self, ctx: &mut Context<Self>) {
-        while self.running < GROUPS_IN_FLIGHT && !self.queue.is_empty() {
-            let (blocks, replies): (Vec<NewBlock>, Vec<_>) = next_group(&mut self.queue)
-                .into_iter()
-                .map(|p| (p.block, p.reply))
-                .unzip();
-            self.running += 1;
+    /// Queues a request; the receiver gets its outcome.
+    fn push(&mut self, request: T) -> oneshot::Receiver<R> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue.push_back((request, reply));
+        outcome
+    }
+
+    /// The next group to run, if a slot is free: the queue in arrival
+    /// order, as long as `admit` takes the next request (the first one goes
+    /// in any case).
+    fn next(&mut self, mut admit: impl FnMut(&T) -> bool) -> Option<(Vec<T>, Vec<oneshot::Sender<R>>)> {
+        if self.running >= GROUPS_IN_FLIGHT {
+            return None;
+        }
+        let (first, reply) = self.queue.pop_front()?;
+        admit(&first);
+        let (mut group, mut replies) = (vec![first], vec![reply]);
+        while let Some((next, _)) = self.queue.front()
+            && admit(next)
+            && let Some((request, reply)) = self.queue.pop_front()
+        {
+            group.push(request);
+            replies.push(reply);
+        }
+        self.running += 1;
+        Some((group, replies))
+    }
+}
+
+/// Hands each requester its outcome, in order.
+fn answer<R>(replies: Vec<oneshot::Sender<R>>, outcomes: Vec<R>, missing: impl Fn() -> R) {
+    let mut outcomes = outcomes.into_iter();
+    for reply in replies {
+        // The requester may be gone (connection closed): nothing to do.
+        let _ = reply.send(outcomes.next().unwrap_or_else(&missing));
+    }
+}
+
+impl BlockActor {
+    pub fn new(backend: Arc<dyn BlockBackend>, store: Arc<dyn BlockStore>) -> Self {
+        let creates = backend.groups_creates(&*store).then(Grouping::new);
+        let reads = backend.groups_reads(&*store).then(Grouping::new);
+        Self {
+            backend,
+            store,
+            creates,
+            reads,
+        }
+    }
+
+    /// Starts groups of creates while slots are free: arrival order,
+    /// stopping at [`MAX_GROUP`], at [`MAX_GROUP_BYTES`] or before a second
+    /// create of one block id (it must see the first one's outcome, so it
+    /// waits for the next group).
+    fn start_creates(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let (mut seen, mut bytes, mut count) = (HashSet::new(), 0, 0);
+            let admit = |b: &NewBlock| {
+                let len = b.req.block.len();
+                let ok = count < MAX_GROUP
+                    && (count == 0 || bytes + len <= MAX_GROUP_BYTES)
+                    && seen.insert((b.org.clone(), b.req.block_id));
+                if ok {
+                    (bytes, count) = (bytes + len, count + 1);
+                }
+                ok
+            };
+            let Some((blocks, replies)) = self.creates.as_mut().and_then(|c| c.next(admit)) else {
+                return;
+            };
             let (backend, store) = (self.backend.clone(), self.store.clone());
             let run = async move { backend.create_group(blocks, DateTime::now(), &*store).await };
             ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
-                let mut outcomes = outcomes.into_iter();
-                for reply in replies {
-                    let outcome = outcomes.next().unwrap_or_else(|| Err(no_outcome().into()));
-                    // The requester may be gone (connection closed): nothing to do.
-                    let _ = reply.send(outcome);
+                answer(replies, outcomes, || Err(no_outcome().into()));
+                if let Some(creates) = act.creates.as_mut() {
+                    creates.running -= 1;
                 }
-                act.running -= 1;
-                act.start_groups(ctx);
+                act.start_creates(ctx);
+            }));
+        }
+    }
+
+    /// Starts groups of reads while slots are free: arrival order, at most
+    /// [`MAX_READ_GROUP`].
+    fn start_reads(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let mut count = 0;
+            let admit = |_: &BlockToRead| {
+                count += 1;
+                count <= MAX_READ_GROUP
+            };
+            let Some((reads, replies)) = self.reads.as_mut().and_then(|r| r.next(admit)) else {
+                return;
+            };
+            let (backend, store) = (self.backend.clone(), self.store.clone());
+            let run = async move { backend.read_group(reads, &*store).await };
+            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
+                answer(replies, outcomes, || Err(no_outcome().into()));
+                if let Some(reads) = act.reads.as_mut() {
+                    reads.running -= 1;
+                }
+                act.start_reads(ctx);
             }));
         }
     }
 }
 
-/// The queue's next group: arrival order, stopping at [`MAX_GROUP`], at
-/// [`MAX_GROUP_BYTES`] or before a second create of one block id (it must
-/// see the first one's outcome, so it waits for the next group).
-fn next_group(queue: &mut VecDeque<PendingCreate>) -> Vec<PendingCreate> {
-    let mut seen = HashSet::new();
-    let mut bytes = 0;
-    let mut group = Vec::new();
-    while group.len() < MAX_GROUP
-        && let Some(next) = queue.front()
-        && (group.is_empty() || bytes + next.block.req.block.len() <= MAX_GROUP_BYTES)
-        && seen.insert((next.block.org.clone(), next.block.req.block_id))
-    {
-        bytes += next.block.req.block.len();
-        group.extend(queue.pop_front());
-    }
-    group
-}
-
-/// A group answered nothing for this create: only a backend bug does that.
+/// A group answered nothing for this request: only a backend bug does that.
 fn no_outcome() -> Internal {
-    Internal(anyhow::anyhow!("block create group gave no outcome"))
+    Internal(anyhow::anyhow!("block group gave no outcome"))
 }
 
 impl Actor for BlockActor {
@@ -143,27 +210,34 @@ pub struct ReadBlock {
 impl Handler<CreateBlock> for BlockActor {
     type Result = ResponseFuture<Result<(), BlockCreateError>>;
     fn handle(&mut self, m: CreateBlock, ctx: &mut Self::Context) -> Self::Result {
-        if !self.grouped {
+        let Some(creates) = self.creates.as_mut() else {
             let (backend, store) = (self.backend.clone(), self.store.clone());
             return Box::pin(async move { backend.create(&m.org, &m.author, m.req, DateTime::now(), &*store).await });
-        }
-        let (reply, outcome) = oneshot::channel();
-        let block = NewBlock {
+        };
+        let outcome = creates.push(NewBlock {
             org: m.org,
             author: m.author,
             req: m.req,
-        };
-        self.queue.push_back(PendingCreate { block, reply });
-        self.start_groups(ctx);
+        });
+        self.start_creates(ctx);
         Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_outcome().into())) })
     }
 }
 
 impl Handler<ReadBlock> for BlockActor {
     type Result = ResponseFuture<Result<Bytes, BlockReadError>>;
-    fn handle(&mut self, m: ReadBlock, _: &mut Self::Context) -> Self::Result {
-        let (backend, store) = (self.backend.clone(), self.store.clone());
-        Box::pin(async move { backend.read(&m.org, &m.user, m.block_id, &*store).await })
+    fn handle(&mut self, m: ReadBlock, ctx: &mut Self::Context) -> Self::Result {
+        let Some(reads) = self.reads.as_mut() else {
+            let (backend, store) = (self.backend.clone(), self.store.clone());
+            return Box::pin(async move { backend.read(&m.org, &m.user, m.block_id, &*store).await });
+        };
+        let outcome = reads.push(BlockToRead {
+            org: m.org,
+            user: m.user,
+            block_id: m.block_id,
+        });
+        self.start_reads(ctx);
+        Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_outcome().into())) })
     }
 }
 

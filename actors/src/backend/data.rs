@@ -589,6 +589,14 @@ pub struct NewBlock {
     pub req: BlockCreate,
 }
 
+/// One `block_read` of a group (see [`BlockBackend::read_group`]).
+#[derive(Debug)]
+pub struct BlockToRead {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub block_id: Uuid,
+}
+
 /// Whether no two of `blocks` have one organization and block id.
 pub fn distinct_blocks(blocks: &[NewBlock]) -> bool {
     let mut seen = HashSet::with_capacity(blocks.len());
@@ -632,6 +640,19 @@ pub trait BlockBackend: Send + Sync {
         now: DateTime,
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError>;
+    /// Whether [`read_group`](Self::read_group) does better than the reads
+    /// one by one with `store` (see [`groups_creates`](Self::groups_creates)).
+    fn groups_reads(&self, _store: &dyn BlockStore) -> bool {
+        false
+    }
+    /// Reads `blocks` with the outcomes `read` would give each, in order.
+    /// The default runs the reads concurrently.
+    async fn read_group(&self, blocks: Vec<BlockToRead>, store: &dyn BlockStore) -> Vec<Result<Bytes, BlockReadError>> {
+        let reads = blocks
+            .iter()
+            .map(|b| async move { self.read(&b.org, &b.user, b.block_id, store).await });
+        futures_util::future::join_all(reads).await
+    }
     /// Checks that the block exists and that the requester may read it.
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;
     /// The block's bytes from `store`, if the requester may read them.

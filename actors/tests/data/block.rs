@@ -350,3 +350,42 @@ async fn creates_sent_together_get_their_own_outcomes() {
         &twice_outcomes[1].1[..]
     );
 }
+
+/// Reads sent together (on PostgreSQL with its own block store they go in
+/// groups: one statement for many) each get the outcome they would get alone.
+#[actix_web::test]
+async fn reads_sent_together_get_their_own_outcomes() {
+    let (env, alice) = Env::start().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let carol = env.add_user("carol@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
+    let mut blocks = Vec::new();
+    for i in 0..12u8 {
+        let (id, bytes) = (Uuid::new_v4(), vec![i; 1000 + i as usize]);
+        assert_bare(&env.block_create(&alice, realm_id, id, &bytes).await, "ok");
+        blocks.push((id, bytes));
+    }
+    // (reader, block, expected bytes or refusal)
+    type Case<'a> = (&'a Dev, Uuid, Result<&'a [u8], &'a str>);
+    let mut cases: Vec<Case> = Vec::new();
+    for (i, (id, bytes)) in blocks.iter().enumerate() {
+        cases.push((if i % 2 == 0 { &alice } else { &bob }, *id, Ok(&bytes[..])));
+        if i % 4 == 1 {
+            cases.push((&carol, *id, Err("not_allowed")));
+            cases.push((&alice, Uuid::new_v4(), Err("not_found")));
+            // The same block twice in a row.
+            cases.push((&bob, *id, Ok(&bytes[..])));
+        }
+    }
+    let reps = futures_util::future::join_all(cases.iter().map(|(dev, id, _)| env.block_read(dev, *id))).await;
+    for ((_, _, expected), rep) in cases.iter().zip(&reps) {
+        match expected {
+            Ok(bytes) => {
+                assert_eq!(status(rep), "ok", "{rep:?}");
+                assert_eq!(bin(rep, "block"), *bytes);
+            }
+            Err(refusal) => assert_bare(rep, refusal),
+        }
+    }
+}
