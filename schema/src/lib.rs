@@ -155,12 +155,21 @@ pub const STATEMENT_TIMEOUT_MS: u64 = 30_000;
 ///   every client's first poll took 1.1 s and the server fell from about
 ///   4,000 to under 100 requests/s). Short, indexed statements never gain
 ///   from it.
+/// - `plan_cache_mode=force_generic_plan`: our statements are prepared once
+///   per connection and look rows up by key, so one plan serves every
+///   execution. Left to choose, PostgreSQL re-plans an execution whenever a
+///   plan made for its parameters looks cheaper than the generic one, and
+///   for a statement over a short array (a group of four block reads) it
+///   kept doing so: 3.7 ms of planning per execution of a statement that
+///   runs in 0.9 ms.
 fn with_session_options(url: &str) -> String {
     if url.contains("options=") {
         return url.to_string();
     }
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20statement_timeout%3D{STATEMENT_TIMEOUT_MS}%20-c%20jit%3Doff")
+    format!(
+        "{url}{sep}options=-c%20statement_timeout%3D{STATEMENT_TIMEOUT_MS}%20-c%20jit%3Doff%20-c%20plan_cache_mode%3Dforce_generic_plan"
+    )
 }
 
 /// A pool of at most `max_size` connections. Waiting for a connection and
@@ -190,14 +199,14 @@ mod session_options_tests {
     use super::with_session_options;
 
     #[test]
-    fn timeout_and_no_jit_unless_the_url_sets_options() {
+    fn timeout_no_jit_and_generic_plans_unless_the_url_sets_options() {
         assert_eq!(
             with_session_options("postgresql://u@h/db"),
-            "postgresql://u@h/db?options=-c%20statement_timeout%3D30000%20-c%20jit%3Doff"
+            "postgresql://u@h/db?options=-c%20statement_timeout%3D30000%20-c%20jit%3Doff%20-c%20plan_cache_mode%3Dforce_generic_plan"
         );
         assert_eq!(
             with_session_options("postgresql://u@h/db?sslmode=require"),
-            "postgresql://u@h/db?sslmode=require&options=-c%20statement_timeout%3D30000%20-c%20jit%3Doff"
+            "postgresql://u@h/db?sslmode=require&options=-c%20statement_timeout%3D30000%20-c%20jit%3Doff%20-c%20plan_cache_mode%3Dforce_generic_plan"
         );
         let own = "postgresql://u@h/db?options=-c%20work_mem%3D64MB";
         assert_eq!(with_session_options(own), own);
