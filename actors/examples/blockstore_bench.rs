@@ -1,6 +1,7 @@
 //! The POSTGRESQL blockstore alone, as the server drives it: `PgBlockStore`
-//! on a pool of the server's default size (7), N concurrent writers (then
-//! readers) of incompressible blocks, for a duration. `scripts/bench.sh`
+//! on a pool of the server's default size (7), N concurrent writers of
+//! incompressible blocks, then N readers of N of the blocks written (at most
+//! 64, the working set of `parsec-load block_read`), for a duration. `scripts/bench.sh`
 //! compares `block_create` / `block_read` with it: unlike a pgbench script,
 //! the block bytes travel to and from PostgreSQL in binary, as they do
 //! under the server.
@@ -92,15 +93,17 @@ fn main() -> anyhow::Result<()> {
         })
         .await?;
 
-        let written: Arc<Vec<Uuid>> = Arc::new(std::mem::take(
-            &mut *ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
-        ));
+        // The same working set as `parsec-load block_read` reads (one block
+        // per client, at most 64: parsec_load::setup::MAX_READ_POOL), so that
+        // both read blocks equally likely to be in PostgreSQL's buffers.
+        let mut written = std::mem::take(&mut *ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        written.truncate(clients.clamp(1, 64));
+        let written: Arc<Vec<Uuid>> = Arc::new(written);
         anyhow::ensure!(!written.is_empty(), "no block written");
         let (s, o) = (store.clone(), org.clone());
         let select_per_s = drive(clients, duration, move |n| {
             let (s, o, w) = (s.clone(), o.clone(), written.clone());
             async move {
-                // A spread of keys, as block reads of many files would be.
                 let id = w[(n.wrapping_mul(2_654_435_761) % w.len() as u64) as usize];
                 let data = s.read(&o, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 anyhow::ensure!(data.len() == block_size, "short block");
