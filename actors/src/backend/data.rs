@@ -597,6 +597,31 @@ pub struct BlockToRead {
     pub block_id: Uuid,
 }
 
+/// Runs `blocks` concurrently with `create` (outcomes in order).
+pub async fn create_each<B: BlockBackend + ?Sized>(
+    backend: &B,
+    blocks: Vec<NewBlock>,
+    now: DateTime,
+    store: &dyn BlockStore,
+) -> Vec<Result<(), BlockCreateError>> {
+    let creates = blocks
+        .into_iter()
+        .map(|b| async move { backend.create(&b.org, &b.author, b.req, now, store).await });
+    futures_util::future::join_all(creates).await
+}
+
+/// Runs `blocks` concurrently with `read` (outcomes in order).
+pub async fn read_each<B: BlockBackend + ?Sized>(
+    backend: &B,
+    blocks: &[BlockToRead],
+    store: &dyn BlockStore,
+) -> Vec<Result<Bytes, BlockReadError>> {
+    let reads = blocks
+        .iter()
+        .map(|b| async move { backend.read(&b.org, &b.user, b.block_id, store).await });
+    futures_util::future::join_all(reads).await
+}
+
 /// Whether no two of `blocks` have one organization and block id.
 pub fn distinct_blocks(blocks: &[NewBlock]) -> bool {
     let mut seen = HashSet::with_capacity(blocks.len());
@@ -621,10 +646,7 @@ pub trait BlockBackend: Send + Sync {
         now: DateTime,
         store: &dyn BlockStore,
     ) -> Vec<Result<(), BlockCreateError>> {
-        let creates = blocks
-            .into_iter()
-            .map(|b| async move { self.create(&b.org, &b.author, b.req, now, store).await });
-        futures_util::future::join_all(creates).await
+        create_each(self, blocks, now, store).await
     }
     /// Checks the realm and the requester's role, writes the bytes to `store`,
     /// then records the metadata (`created_on` = `now`). The store write sits
@@ -648,10 +670,7 @@ pub trait BlockBackend: Send + Sync {
     /// Reads `blocks` with the outcomes `read` would give each, in order.
     /// The default runs the reads concurrently.
     async fn read_group(&self, blocks: Vec<BlockToRead>, store: &dyn BlockStore) -> Vec<Result<Bytes, BlockReadError>> {
-        let reads = blocks
-            .iter()
-            .map(|b| async move { self.read(&b.org, &b.user, b.block_id, store).await });
-        futures_util::future::join_all(reads).await
+        read_each(self, &blocks, store).await
     }
     /// Checks that the block exists and that the requester may read it.
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;

@@ -193,21 +193,27 @@ async fn changes_during_the_store_write_are_seen() {
     let create = env.block_create(&alice, realm_id, id, b"late");
     let start = async {
         entered.recv().await.unwrap();
-        let r = req::RealmStartReencryptionMaintenance {
-            realm_id,
-            encryption_revision: 2,
-            timestamp: now(),
-            per_participant_message: [(alice.user_id(), b"key".to_vec())].into(),
-        };
-        let rep = parsec_actors::realm::start_reencryption_maintenance(&env.actors, &alice.client, r)
-            .await
-            .unwrap();
-        assert_eq!(status(&rep), "ok", "{rep:?}");
+        start_reencryption(&env, &alice, realm_id).await;
         release.send(()).await.unwrap();
     };
     let (rep, ()) = tokio::join!(create, start);
     assert_bare(&rep, "in_maintenance");
     assert_bare(&env.block_read(&alice, id).await, "not_found");
+}
+
+/// Puts `realm_id` (of which `owner` is the only member) in re-encryption
+/// maintenance.
+async fn start_reencryption(env: &Env, owner: &Dev, realm_id: Uuid) {
+    let r = req::RealmStartReencryptionMaintenance {
+        realm_id,
+        encryption_revision: 2,
+        timestamp: now(),
+        per_participant_message: [(owner.user_id(), b"key".to_vec())].into(),
+    };
+    let rep = parsec_actors::realm::start_reencryption_maintenance(&env.actors, &owner.client, r)
+        .await
+        .unwrap();
+    assert_eq!(status(&rep), "ok", "{rep:?}");
 }
 
 /// Whatever path a create takes (on PostgreSQL with its own block store, one
@@ -266,16 +272,7 @@ async fn creates_sent_together_get_their_own_outcomes() {
     let (realm_id, _) = env.create_realm(&alice).await;
     let (frozen, _) = env.create_realm(&alice).await;
     env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
-    let r = req::RealmStartReencryptionMaintenance {
-        realm_id: frozen,
-        encryption_revision: 2,
-        timestamp: now(),
-        per_participant_message: [(alice.user_id(), b"key".to_vec())].into(),
-    };
-    let rep = parsec_actors::realm::start_reencryption_maintenance(&env.actors, &alice.client, r)
-        .await
-        .unwrap();
-    assert_eq!(status(&rep), "ok", "{rep:?}");
+    start_reencryption(&env, &alice, frozen).await;
     let taken = Uuid::new_v4();
     assert_bare(&env.block_create(&alice, realm_id, taken, b"first").await, "ok");
 

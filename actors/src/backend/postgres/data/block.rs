@@ -321,10 +321,7 @@ impl BlockBackend for PgStore {
         store: &dyn BlockStore,
     ) -> Vec<Result<(), BlockCreateError>> {
         if !self.keeps_blocks_of(store) || blocks.len() < 2 || !distinct_blocks(&blocks) {
-            let creates = blocks
-                .into_iter()
-                .map(|b| async move { BlockBackend::create(self, &b.org, &b.author, b.req, now, store).await });
-            return futures_util::future::join_all(creates).await;
+            return create_each(self, blocks, now, store).await;
         }
         let grouped = match self.conn().await {
             Ok(mut conn) => create_group_in_own_database(&mut conn, &blocks, now).await,
@@ -404,10 +401,7 @@ impl BlockBackend for PgStore {
                 Err(e) => log::warn!("group of {} block reads: {e:#}; reading one by one", blocks.len()),
             }
         }
-        let reads = blocks
-            .iter()
-            .map(|b| async move { BlockBackend::read(self, &b.org, &b.user, b.block_id, store).await });
-        futures_util::future::join_all(reads).await
+        read_each(self, &blocks, store).await
     }
 
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
