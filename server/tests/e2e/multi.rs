@@ -43,6 +43,14 @@ async fn subscribed_device(server: &TestServer, org: &Org, writer: &mut WsClient
     ws
 }
 
+/// Creates a vlob through `writer`; the test fails unless it is accepted.
+async fn vlob_created(writer: &mut WsClient, realm_id: Uuid, vlob_id: Uuid, blob: &[u8]) {
+    let rep = writer
+        .req("vlob_create", vlob_create_fields(realm_id, vlob_id, blob))
+        .await;
+    assert_eq!(status(&rep), "ok", "{rep:?}");
+}
+
 /// Sends `events_listen(wait=true)`; the answer is the next event.
 async fn wait_for_event(ws: &mut WsClient) {
     ws.send_value(&value::map([
@@ -68,10 +76,7 @@ async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     wait_for_event(&mut listener).await;
 
     let vlob_id = Uuid::new_v4();
-    let rep = writer
-        .req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1"))
-        .await;
-    assert_eq!(status(&rep), "ok", "{rep:?}");
+    vlob_created(&mut writer, realm_id, vlob_id, b"v1").await;
     let ev = listener.recv().await;
     assert_eq!(field(&ev, "event").as_str(), Some("realm.vlobs_updated"), "{ev:?}");
     assert_eq!(field(&ev, "src_id"), &uuid_value(vlob_id));
@@ -246,10 +251,7 @@ async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
     let mut listener = subscribed_device(&b, &org, &mut writer, "phone").await;
     wait_for_event(&mut listener).await;
     let vlob_id = Uuid::new_v4();
-    let rep = writer
-        .req("vlob_create", vlob_create_fields(realm_id, vlob_id, b"v1"))
-        .await;
-    assert_eq!(status(&rep), "ok", "{rep:?}");
+    vlob_created(&mut writer, realm_id, vlob_id, b"v1").await;
     let ev = tokio::time::timeout(Duration::from_secs(5), listener.recv())
         .await
         .expect("the event reaches the instance started after the log was emptied");
@@ -271,10 +273,7 @@ async fn an_instance_delivers_its_own_events_once() {
     let mut same = subscribed_device(&a, &org, &mut writer, "phone").await;
     let mut other = subscribed_device(&b, &org, &mut writer, "tablet").await;
     for i in 0..3u8 {
-        let rep = writer
-            .req("vlob_create", vlob_create_fields(realm_id, Uuid::new_v4(), &[i]))
-            .await;
-        assert_eq!(status(&rep), "ok", "{rep:?}");
+        vlob_created(&mut writer, realm_id, Uuid::new_v4(), &[i]).await;
     }
     // Long enough for both listeners to have read the log past the writes.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -103,73 +103,14 @@ fn judge_create(row: Option<CreateCheckRow>) -> Result<(Author, i64), BlockCreat
     Ok((author, realm.pk))
 }
 
-/// A block create whose store is the `block_data` table of this database:
-/// the checks, the bytes and the metadata in one statement (one snapshot,
-/// one commit). The bytes are written only with the metadata, so a refused
-/// request stores nothing, as on the general path.
-async fn create_in_own_database(
-    c: &mut Conn,
-    org: &OrganizationId,
-    author_id: &DeviceId,
-    req: &BlockCreate,
-    now: DateTime,
-) -> Result<(), BlockCreateError> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(embed)]
-        check: CreateCheckRow,
-        #[diesel(sql_type = Bool)]
-        inserted: bool,
-    }
-    // `allowed` restates `judge_create`'s rules in SQL; the statement
-    // inserts only when they hold on its snapshot.
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH chk AS ({check}), \
-             allowed AS (SELECT org, device, realm_pk FROM chk \
-               WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
-               AND maintenance_type IS NULL AND requester_role = ANY($5) AND block IS NULL), \
-             bytes AS (INSERT INTO block_data (organization_id, block_id, data) \
-               SELECT $1, $4, $6 FROM allowed \
-               ON CONFLICT (organization_id, block_id) DO NOTHING), \
-             meta AS (INSERT INTO block (organization, block_id, realm, author, size, created_on) \
-               SELECT org, $4, realm_pk, device, $7, $8 FROM allowed \
-               ON CONFLICT (organization, block_id) DO NOTHING RETURNING _id) \
-             SELECT chk.*, EXISTS (SELECT 1 FROM meta) AS inserted FROM chk",
-            check = &*CREATE_CHECK
-        )
-    });
-    let size = i32::try_from(req.block.len()).map_err(|_| unexpected("block larger than 2 GiB"))?;
-    let row: Option<Row> = prepared(
-        &SQL,
-        &[
-            &bind::<Text, _>(org.as_str()),
-            &bind::<Text, _>(author_id.as_str()),
-            &bind::<diesel::sql_types::Uuid, _>(req.realm_id),
-            &bind::<diesel::sql_types::Uuid, _>(req.block_id),
-            &bind::<diesel::sql_types::Array<Text>, _>(&*WRITERS),
-            &bind::<Bytea, _>(&req.block[..]),
-            &bind::<Int4, _>(size),
-            &bind::<Timestamptz, _>(ts(now)),
-        ],
-    )
-    .get_result(c)
-    .await
-    .optional()?;
-    if row.as_ref().is_some_and(|r| r.inserted) {
-        return Ok(());
-    }
-    judge_create(row.map(|r| r.check))?;
-    // Allowed on our snapshot but not inserted: a create of the same id
-    // committed meanwhile.
-    Err(BlockCreateError::AlreadyExists)
-}
-
-/// The statement of [`create_group_in_own_database`]: the one of
-/// [`create_in_own_database`] for arrays of requests ($1 organizations, $2
-/// authors, $3 realms, $4 block ids, $5 bytes, $6 sizes; $7 the writer roles,
-/// $8 `created_on`), one row per request with its ordinal `n`. No `block`
-/// lookup: an id already taken shows as allowed but not inserted.
+/// The statement of [`create_group_in_own_database`]: the checks of
+/// [`CREATE_CHECK`] for arrays of requests ($1 organizations, $2 authors, $3
+/// realms, $4 block ids, $5 bytes, $6 sizes; $7 the writer roles, $8
+/// `created_on`), one row per request with its ordinal `n`, and the bytes and
+/// the metadata of those allowed. `allowed` restates `judge_create`'s rules
+/// in SQL; the statement inserts only when they hold on its snapshot, so a
+/// refused request stores nothing. No `block` lookup: an id already taken
+/// shows as allowed but not inserted.
 static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $6::int4[]) \
@@ -196,13 +137,13 @@ static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Creates of a group whose store is the `block_data` table of this
-/// database: what [`create_in_own_database`] does for one request, for all
-/// of them in one statement. A group's cost is mostly that of its bytes:
-/// the statement, its checks and its commit are paid once. `Err`: the
-/// statement failed, nothing of the group is stored.
+/// Creates whose store is the `block_data` table of this database: checks,
+/// bytes and metadata of all of them in one statement (one snapshot, one
+/// commit). A group's cost is mostly that of its bytes: the statement, its
+/// checks and its commit are paid once. `Err`: the statement failed, nothing
+/// of the group is stored.
 async fn create_group_in_own_database(
-    c: &mut Conn,
+    store: &PgStore,
     blocks: &[NewBlock],
     now: DateTime,
 ) -> Result<Vec<Result<(), BlockCreateError>>, Internal> {
@@ -233,7 +174,7 @@ async fn create_group_in_own_database(
             &bind::<Timestamptz, _>(ts(now)),
         ],
     )
-    .load(c)
+    .load(&mut store.conn().await?)
     .await?;
     let mut outcomes: Vec<Option<Result<(), BlockCreateError>>> = blocks.iter().map(|_| None).collect();
     for row in rows {
@@ -252,6 +193,14 @@ async fn create_group_in_own_database(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(unexpected("organization of an authenticated device not found").into())))
         .collect())
+}
+
+/// One create whose store is this database (a group of one).
+async fn create_one_in_own_database(store: &PgStore, block: &NewBlock, now: DateTime) -> Result<(), BlockCreateError> {
+    let mut outcomes = create_group_in_own_database(store, std::slice::from_ref(block), now).await?;
+    outcomes
+        .pop()
+        .unwrap_or_else(|| Err(unexpected("group create gave no outcome").into()))
 }
 
 /// The block's metadata row, inserted only if the checks still hold: the
@@ -320,27 +269,21 @@ impl BlockBackend for PgStore {
         now: DateTime,
         store: &dyn BlockStore,
     ) -> Vec<Result<(), BlockCreateError>> {
-        if !self.keeps_blocks_of(store) || blocks.len() < 2 || !distinct_blocks(&blocks) {
+        if !self.keeps_blocks_of(store) || !distinct_blocks(&blocks) {
             return create_each(self, blocks, now, store).await;
         }
-        let grouped = match self.conn().await {
-            Ok(mut conn) => create_group_in_own_database(&mut conn, &blocks, now).await,
-            Err(e) => Err(e),
-        };
-        match grouped {
+        match create_group_in_own_database(self, &blocks, now).await {
             Ok(outcomes) => outcomes,
-            Err(e) => {
+            Err(e) if blocks.len() > 1 => {
                 // Whatever failed, each create on its own gets its own outcome.
                 log::warn!("group of {} block creates: {e:#}; creating one by one", blocks.len());
                 let mut outcomes = Vec::with_capacity(blocks.len());
                 for b in &blocks {
-                    outcomes.push(match self.conn().await {
-                        Ok(mut conn) => create_in_own_database(&mut conn, &b.org, &b.author, &b.req, now).await,
-                        Err(e) => Err(e.into()),
-                    });
+                    outcomes.push(create_one_in_own_database(self, b, now).await);
                 }
                 outcomes
             }
+            Err(e) => vec![Err(e.into())],
         }
     }
 
@@ -353,8 +296,12 @@ impl BlockBackend for PgStore {
         store: &dyn BlockStore,
     ) -> Result<(), BlockCreateError> {
         if self.keeps_blocks_of(store) {
-            let mut conn = self.conn().await?;
-            return create_in_own_database(&mut conn, org, author_id, &req, now).await;
+            let block = NewBlock {
+                org: org.clone(),
+                author: author_id.clone(),
+                req,
+            };
+            return create_one_in_own_database(self, &block, now).await;
         }
         let BlockCreate {
             block_id,
@@ -394,14 +341,18 @@ impl BlockBackend for PgStore {
     }
 
     async fn read_group(&self, blocks: Vec<BlockToRead>, store: &dyn BlockStore) -> Vec<Result<Bytes, BlockReadError>> {
-        if self.keeps_blocks_of(store) && blocks.len() > 1 {
-            match read_group_in_own_database(self, &blocks).await {
-                Ok(outcomes) => return outcomes,
-                // Whatever failed, each read on its own gets its own outcome.
-                Err(e) => log::warn!("group of {} block reads: {e:#}; reading one by one", blocks.len()),
-            }
+        if !self.keeps_blocks_of(store) {
+            return read_each(self, &blocks, store).await;
         }
-        read_each(self, &blocks, store).await
+        match read_group_in_own_database(self, &blocks).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if blocks.len() > 1 => {
+                // Whatever failed, each read on its own gets its own outcome.
+                log::warn!("group of {} block reads: {e:#}; reading one by one", blocks.len());
+                read_each(self, &blocks, store).await
+            }
+            Err(e) => vec![Err(e.into())],
+        }
     }
 
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError> {
@@ -431,43 +382,16 @@ impl BlockBackend for PgStore {
         if !self.keeps_blocks_of(store) {
             return check_and_read(self, org, user, block_id, store).await;
         }
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(embed)]
-            check: ReadCheckRow,
-            #[diesel(sql_type = Nullable<Bytea>)]
-            data: Option<Vec<u8>>,
-        }
-        // The checks and the bytes in one statement; the bytes only for a
-        // member of the realm (whatever else refuses, they are dropped).
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "SELECT chk.*, bd.data FROM ({check}) chk \
-                 LEFT JOIN block_data bd ON chk.requester_role IS NOT NULL \
-                 AND bd.organization_id = $1 AND bd.block_id = $3",
-                check = &*READ_CHECK
-            )
-        });
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = prepared(
-            &SQL,
-            &[
-                &bind::<Text, _>(org.as_str()),
-                &bind::<Text, _>(user.as_str()),
-                &bind::<diesel::sql_types::Uuid, _>(block_id),
-            ],
-        )
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        drop(conn);
-        let (check, data) = match row {
-            Some(Row { check, data }) => (Some(check), data),
-            None => (None, None),
+        // The checks and the bytes in one statement (a group of one).
+        let read = BlockToRead {
+            org: org.clone(),
+            user: user.clone(),
+            block_id,
         };
-        judge_read(check)?;
-        data.map(Bytes::from)
-            .ok_or(BlockReadError::Store(BlockStoreError::NotFound))
+        let mut outcomes = read_group_in_own_database(self, std::slice::from_ref(&read)).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(unexpected("group read gave no outcome").into()))
     }
 }
 
@@ -497,10 +421,11 @@ static READ_CHECK: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Reads of a group whose store is the `block_data` table of this
-/// database: the checks and the bytes of every read in one statement, as
-/// `read` does for one ($1 organizations, $2 requesters, $3 block ids; one
-/// row per read, with its ordinal `n`).
+/// Reads whose store is the `block_data` table of this database: the checks
+/// of [`READ_CHECK`] and the bytes of every read in one statement ($1
+/// organizations, $2 requesters, $3 block ids; one row per read, with its
+/// ordinal `n`). The bytes come only for a member of the realm (whatever
+/// else refuses, they are dropped).
 async fn read_group_in_own_database(
     store: &PgStore,
     blocks: &[BlockToRead],
