@@ -26,6 +26,13 @@ use crate::http::{self, AppState};
 
 /// Pending connections the kernel queues for us (actix-web's default).
 const BACKLOG: i32 = 1024;
+/// TCP keepalive of accepted connections: the first probe after this long
+/// without traffic,
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// then one per interval,
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// and the connection is dropped after this many go unanswered.
+const KEEPALIVE_RETRIES: u32 = 3;
 /// A client must send its first request head within this time (then, with
 /// keep-alive, each following one).
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,11 +181,42 @@ fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, ServeError> {
     }
 }
 
+/// A listening socket whose accepted connections are tuned (they inherit
+/// its options, which saves five system calls per connection):
+/// - no Nagle: a reply written right after an event (two small writes) must
+///   not wait for the client's delayed ACK (~40 ms);
+/// - TCP keepalive: a peer that vanished (power cut, network gone) is detected
+///   by the kernel and its connection closed, even if the client never reads
+///   (an idle 2.10 client does not answer websocket pings until it reads).
 fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
+    use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    socket.set_tcp_keepalive(&keepalive)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_the_listening_sockets_options() {
+        let listener = listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let s = socket2::SockRef::from(&accepted);
+        assert!(s.tcp_nodelay().unwrap());
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+    }
 }

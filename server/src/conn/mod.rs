@@ -139,8 +139,13 @@ where
     }
 
     fn call(&self, io: T) -> Self::Future {
-        tune(io.tcp());
-        let peer = io.tcp().peer_addr().ok();
+        // No socket options to set here: accepted sockets inherit those of
+        // the listening one (crate::serve::listen_on). The peer's address
+        // costs a system call: asked for only where it is used (actix-web's
+        // requests, debug lines).
+        let peer = log::log_enabled!(log::Level::Debug)
+            .then(|| io.tcp().peer_addr().ok())
+            .flatten();
         let (http, state) = (self.http.clone(), self.state.clone());
         // One allocation per connection holds all of its state (a
         // websocket's session included); errors end here, as the server
@@ -203,6 +208,7 @@ where
             websocket::serve(io, upgrade, early, &state, CLIENT_DISCONNECT_TIMEOUT).await
         }
         Sniff::Http | Sniff::Incomplete => {
+            let peer = peer.or_else(|| io.tcp().peer_addr().ok());
             let io = Replay::new(io, head.freeze());
             // Boxed: actix-web's dispatcher is large, and only these
             // connections should pay for it.
@@ -230,24 +236,5 @@ async fn read_head<T: AsyncRead + Unpin>(
         if io.read_buf(head).await? == 0 {
             return Ok(None);
         }
-    }
-}
-
-/// Tunes every accepted connection:
-/// - no Nagle: a reply written right after an event (two small writes) must
-///   not wait for the client's delayed ACK (~40 ms);
-/// - TCP keepalive: a peer that vanished (power cut, network gone) is detected
-///   by the kernel and its connection closed, even if the client never reads
-///   (an idle 2.10 client does not answer websocket pings until it reads).
-fn tune(tcp: &TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        log::debug!("TCP_NODELAY: {e}");
-    }
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(60))
-        .with_interval(std::time::Duration::from_secs(10))
-        .with_retries(3);
-    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
-        log::debug!("TCP keepalive: {e}");
     }
 }
