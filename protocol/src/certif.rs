@@ -6,8 +6,6 @@
 
 use std::io::Read;
 
-use ed25519_dalek::{Signature, VerifyingKey};
-
 use crate::fields::{Fields, SchemaErrors};
 use crate::types::*;
 use crate::value::{self, Value};
@@ -55,17 +53,6 @@ pub trait Certificate: Sized {
     fn author(&self) -> Option<&DeviceId>;
 }
 
-fn verify_signature(signed: &[u8], key: &Key32) -> Result<Vec<u8>, CertifError> {
-    if signed.len() < 64 {
-        return Err(CertifError::BadSignature);
-    }
-    let (sig, msg) = signed.split_at(64);
-    let key = VerifyingKey::from_bytes(key).map_err(|_| CertifError::BadSignature)?;
-    let sig = Signature::from_slice(sig).map_err(|_| CertifError::BadSignature)?;
-    key.verify_strict(msg, &sig).map_err(|_| CertifError::BadSignature)?;
-    Ok(msg.to_vec())
-}
-
 fn decompress(data: &[u8]) -> Result<Vec<u8>, CertifError> {
     let mut out = Vec::new();
     flate2::read::ZlibDecoder::new(data)
@@ -107,8 +94,8 @@ fn load_payload<T: Certificate>(compressed: &[u8]) -> Result<T, CertifError> {
 /// The full check (certificates.md §1.1): signature, zlib, msgpack, schema,
 /// expected author.
 pub fn verify_and_load<T: Certificate>(signed: &[u8], key: &Key32, expected: ExpectedAuthor) -> Result<T, CertifError> {
-    let compressed = verify_signature(signed, key)?;
-    let cert: T = load_payload(&compressed)?;
+    let compressed = crate::signature::open(signed, key).ok_or(CertifError::BadSignature)?;
+    let cert: T = load_payload(compressed)?;
     match (expected, cert.author()) {
         (ExpectedAuthor::Root, None) => Ok(cert),
         (ExpectedAuthor::Device(d), Some(a)) if a == d => Ok(cert),

@@ -5,8 +5,6 @@
 //! a result. This module encodes and decodes those three messages and checks
 //! the signature; looking identities up is the server's business.
 
-use ed25519_dalek::{Signature, VerifyingKey};
-
 use crate::fields::{Fields, SchemaErrors};
 use crate::types::*;
 use crate::value::{self, Value};
@@ -251,17 +249,6 @@ pub fn parse_answer(raw: &[u8]) -> Result<Answer, HandshakeError> {
     f.finish(answer).map_err(schema_error)
 }
 
-fn verify(verify_key: &Key32, signed: &[u8]) -> Option<Vec<u8>> {
-    if signed.len() < 64 {
-        return None;
-    }
-    let (sig, msg) = signed.split_at(64);
-    let key = VerifyingKey::from_bytes(verify_key).ok()?;
-    let sig = Signature::from_slice(sig).ok()?;
-    key.verify_strict(msg, &sig).ok()?;
-    Some(msg.to_vec())
-}
-
 /// Checks an AUTHENTICATED answer against the device's verify key and the
 /// challenge sent: from API 2.5 the signed message is msgpack
 /// `{"type": "signed_answer", "answer": <challenge>}`, before it the raw challenge.
@@ -271,11 +258,11 @@ pub fn verify_signed_answer(
     verify_key: &Key32,
     challenge: &[u8],
 ) -> Result<(), HandshakeError> {
-    let msg =
-        verify(verify_key, answer).ok_or_else(|| HandshakeError::BadProtocol("Invalid answer signature".into()))?;
+    let msg = crate::signature::open(answer, verify_key)
+        .ok_or_else(|| HandshakeError::BadProtocol("Invalid answer signature".into()))?;
     let returned = if version >= (ApiVersion { major: 2, minor: 5 }) {
         let map =
-            value::unpack_map(&msg).map_err(|e| HandshakeError::BadProtocol(format!("Invalid msgpack data: {e}")))?;
+            value::unpack_map(msg).map_err(|e| HandshakeError::BadProtocol(format!("Invalid msgpack data: {e}")))?;
         let mut f = Fields::new(&map);
         let kind: Option<String> = f.req("type");
         let returned: Option<Vec<u8>> = f.req("answer");
@@ -284,7 +271,7 @@ pub fn verify_signed_answer(
         }
         f.finish(returned).map_err(schema_error)?
     } else {
-        msg
+        msg.to_vec()
     };
     if returned != challenge {
         return Err(HandshakeError::BadProtocol("Invalid returned challenge".into()));

@@ -6,6 +6,7 @@
 //! - [`fields`]: schema validation of decoded maps (what produces `bad_message`);
 //! - [`handshake`]: challenge / answer / result;
 //! - [`certif`]: signed certificates the server opens and checks;
+//! - [`signature`]: the signed data both are made of;
 //! - [`cmds`]: request schemas of every command, per connection kind, and reply helpers.
 //!
 //! This crate knows nothing of actix or of storage, so the load-testing tool
@@ -15,5 +16,6 @@ pub mod certif;
 pub mod cmds;
 pub mod fields;
 pub mod handshake;
+pub mod signature;
 pub mod types;
 pub mod value;
