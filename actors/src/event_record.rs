@@ -123,10 +123,29 @@ pub fn encode(event: &Event, origin: u64) -> Vec<u8> {
 /// know (written by a newer instance during a rolling upgrade: skipped, not
 /// fatal).
 pub fn decode(raw: &[u8]) -> Option<(Event, Option<u64>)> {
+    match decode_unless_from(raw, None)? {
+        Decoded::Event(event, origin) => Some((event, origin)),
+        Decoded::From(_) => None,
+    }
+}
+
+/// A record read back from the log.
+pub enum Decoded {
+    Event(Event, Option<u64>),
+    /// Published by the instance asked about: not decoded further.
+    From(u64),
+}
+
+/// Like [`decode`], stopping short for a record of the instance `skip`
+/// (an instance reads back its own records only to pass over them).
+pub fn decode_unless_from(raw: &[u8], skip: Option<u64>) -> Option<Decoded> {
     let map = value::unpack_map(raw).ok()?;
     let mut f = Fields::new(&map);
     let kind: String = f.req("kind")?;
     let origin: Option<u64> = f.opt("origin")?;
+    if let Some(origin) = origin.filter(|o| Some(*o) == skip) {
+        return Some(Decoded::From(origin));
+    }
     let org: OrganizationId = f.req("org")?;
     let event = match kind.as_str() {
         "pinged" => Event::Pinged {
@@ -183,7 +202,7 @@ pub fn decode(raw: &[u8]) -> Option<(Event, Option<u64>)> {
         },
         _ => return None,
     };
-    Some((event, origin))
+    Some(Decoded::Event(event, origin))
 }
 
 #[cfg(test)]
@@ -263,5 +282,18 @@ mod tests {
         ]));
         assert_eq!(decode(&older), Some((Event::OrganizationExpired { org }, None)));
         assert_eq!(decode(b"\x80"), None);
+        let ping = Event::Pinged {
+            org: OrganizationId::parse("Org").unwrap(),
+            author: DeviceId::parse("alice@laptop").unwrap(),
+            ping: "x".into(),
+        };
+        assert!(matches!(
+            decode_unless_from(&encode(&ping, 7), Some(7)),
+            Some(Decoded::From(7))
+        ));
+        assert!(matches!(
+            decode_unless_from(&encode(&ping, 7), Some(8)),
+            Some(Decoded::Event(e, Some(7))) if e == ping
+        ));
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Writing: [`EventWriter`] appends each published event to `event_log` and
 //! sends `NOTIFY parsec_event` in the same transaction (delivered on commit):
-//! one statement, so one round trip. It batches: while one flush runs, and
+//! one statement, so one round trip. Pings are the exception: they change
+//! nothing a client could resync from, so, as the reference sends every
+//! event, they travel whole in the notification (a [`Notice`]) and are not
+//! logged, as long as they fit in it; a listener that was reconnecting
+//! misses them. They may overtake logged events published before them. It batches: while one flush runs, and
 //! for [`FLUSH_SPACING`] after one started, newly published events queue up
 //! and go in the next single multi-row insert, so a busy instance writes few,
 //! larger transactions, in publication order (a NOTIFY serializes commits
@@ -23,7 +27,9 @@
 //! An instance's own clients get its events at once: [`crate::EventBus`]
 //! hands them to the local broker as it queues them for the log, and the
 //! records name their [`Origin`], so that the listener skips them on the way
-//! back. For the other instances, an event costs two round trips after the
+//! back. So do notifications: one of the instance's own wakes nothing up
+//! (its rows are passed over by the next read, at the latest on the tick).
+//! For the other instances, an event costs two round trips after the
 //! command's own commit (the write, then the listener's read), and the read
 //! never waits for a pooled connection busy with commands.
 //!
@@ -46,6 +52,7 @@ use super::{bind, prepared};
 use crate::broker::{Broker, Publish};
 use crate::event::Event;
 use crate::event_record;
+use parsec_protocol::value::{self, Value};
 
 const CHANNEL: &str = "parsec_event";
 /// How long a hole in the ids is waited for.
@@ -57,6 +64,8 @@ const RETENTION_SQL: &str = "DELETE FROM event_log WHERE created_on < now() - in
 /// Least time between the starts of two writes (see the module
 /// documentation): what other instances' clients may wait on top.
 const FLUSH_SPACING: Duration = Duration::from_millis(2);
+/// Bound on a notification's payload (PostgreSQL's is 8,000 bytes).
+const NOTICE_BUDGET: usize = 7900;
 /// Largest batch read or written at once.
 const BATCH: usize = 1000;
 /// Bound on one read of the log (the listener's connection has no
@@ -68,6 +77,70 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// they come back through the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Origin(u64);
+
+/// What a notification says: who wrote, whether rows were appended to the
+/// log, and the events it carries whole (records of [`event_record`]).
+/// Written as text: `<origin hex>;<0|1>;<hex of a msgpack array of records>`.
+/// The notifications of earlier versions are empty: no [`Notice`].
+#[derive(Debug, Clone, PartialEq)]
+struct Notice {
+    origin: u64,
+    logged: bool,
+    carried: Vec<Vec<u8>>,
+}
+
+impl Notice {
+    fn to_payload(&self) -> String {
+        let carried = if self.carried.is_empty() {
+            String::new()
+        } else {
+            let records = self.carried.iter().map(|r| Value::Binary(r.clone())).collect();
+            hex::encode(value::pack(&Value::Array(records)))
+        };
+        format!("{:x};{};{carried}", self.origin, u8::from(self.logged))
+    }
+
+    fn parse(payload: &str) -> Option<Notice> {
+        let mut parts = payload.splitn(3, ';');
+        let origin = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let logged = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let carried = match parts.next()? {
+            "" => Vec::new(),
+            packed => match value::unpack(&hex::decode(packed).ok()?).ok()? {
+                Value::Array(records) => records
+                    .into_iter()
+                    .map(|r| match r {
+                        Value::Binary(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?,
+                _ => return None,
+            },
+        };
+        Some(Notice {
+            origin,
+            logged,
+            carried,
+        })
+    }
+
+    /// Room left for one more carried record of `len` bytes.
+    fn fits(&self, len: usize) -> bool {
+        let records: usize = self.carried.iter().map(|r| r.len() + 5).sum();
+        // Hex doubles the packed array (its header and each record's).
+        40 + 2 * (5 + records + len + 5) <= NOTICE_BUDGET
+    }
+}
+
+/// Whether an event may travel in a notification instead of the log (see
+/// the module documentation).
+fn carried_whole(event: &Event) -> bool {
+    matches!(event, Event::Pinged { .. })
+}
 
 /// One instance's share of the event log: the bus its actors publish on,
 /// and the [`Listener`] to run once its broker exists. Both name the same
@@ -175,25 +248,45 @@ impl Handler<Append> for EventWriter {
 }
 
 async fn write_batch(pool: &Pool, origin: Origin, batch: &[Event]) -> anyhow::Result<()> {
+    let mut notice = Notice {
+        origin: origin.0,
+        logged: false,
+        carried: Vec::new(),
+    };
+    let (mut orgs, mut payloads) = (Vec::new(), Vec::new());
+    for event in batch {
+        let record = event_record::encode(event, origin.0);
+        if carried_whole(event) && notice.fits(record.len()) {
+            notice.carried.push(record);
+        } else {
+            orgs.push(event.org().to_string());
+            payloads.push(record);
+        }
+    }
+    notice.logged = !payloads.is_empty();
     let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
-    let orgs: Vec<String> = batch.iter().map(|e| e.org().to_string()).collect();
-    let payloads: Vec<Vec<u8>> = batch.iter().map(|e| event_record::encode(e, origin.0)).collect();
+    let (channel, notice) = (bind::<Text, _>(CHANNEL), bind::<Text, _>(notice.to_payload()));
+    if payloads.is_empty() {
+        prepared("SELECT pg_notify($1, $2)", &[&channel, &notice])
+            .execute(&mut conn)
+            .await?;
+        return Ok(());
+    }
     // One statement is one transaction: the rows and the notification commit
     // together (a data-modifying CTE always runs), in one round trip instead
     // of four (BEGIN, INSERT, NOTIFY, COMMIT). `unnest WITH ORDINALITY` keeps
     // the publication order in the ids.
-    let (orgs, payloads, channel) = (
+    let (orgs, payloads) = (
         bind::<diesel::sql_types::Array<Text>, _>(&orgs),
         bind::<diesel::sql_types::Array<Bytea>, _>(&payloads),
-        bind::<Text, _>(CHANNEL),
     );
     prepared(
         "WITH appended AS (\
              INSERT INTO event_log (organization_id, payload) \
              SELECT o, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS t(o, p, n) ORDER BY n \
              RETURNING 1) \
-         SELECT pg_notify($3, '')",
-        &[&orgs, &payloads, &channel],
+         SELECT pg_notify($3, $4)",
+        &[&orgs, &payloads, &channel, &notice],
     )
     .execute(&mut conn)
     .await?;
@@ -360,19 +453,24 @@ async fn listen_once(
     log::info!("event listener: listening on channel {CHANNEL}");
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
-        {
+        // Whether rows of other instances may be waiting in the log.
+        let foreign_rows = {
             // Notifications wait in the connection's own queue, so the
             // stream can be set aside while the connection reads the log.
             let notifications = listener.notifications_stream();
             futures_util::pin_mut!(notifications);
-            tokio::select! {
-                n = notifications.next() => woken(n)?,
-                _ = tick.tick() => {}
-            }
+            let mut foreign_rows = tokio::select! {
+                n = notifications.next() => woken(n, origin, broker)?,
+                _ = tick.tick() => true,
+            };
             // Those already queued are covered by the read below.
             while let Some(n) = notifications.next().now_or_never() {
-                woken(n)?;
+                foreign_rows |= woken(n, origin, broker)?;
             }
+            foreign_rows
+        };
+        if !foreign_rows {
+            continue;
         }
         let Some(cur) = cursor.as_mut() else { continue };
         loop {
@@ -384,10 +482,10 @@ async fn listen_once(
                     continue;
                 }
                 new += 1;
-                match event_record::decode(&row.payload) {
+                match event_record::decode_unless_from(&row.payload, Some(origin.0)) {
                     // Delivered by this instance when it was published.
-                    Some((_, Some(from))) if from == origin.0 => {}
-                    Some((event, _)) => broker.do_send(Publish(event)),
+                    Some(event_record::Decoded::From(_)) => {}
+                    Some(event_record::Decoded::Event(event, _)) => broker.do_send(Publish(event)),
                     None => log::warn!("event log: record {} not understood, skipped", row._id),
                 }
             }
@@ -417,18 +515,76 @@ async fn listen_once(
     }
 }
 
-/// A wake-up of the listener: only the end of the stream or an error matters.
-fn woken(n: Option<diesel::QueryResult<diesel::pg::PgNotification>>) -> anyhow::Result<()> {
-    match n {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(e.into()),
+/// A wake-up of the listener: hands the events another instance's
+/// notification carries to `broker`; `true` if it may have logged rows.
+fn woken(
+    n: Option<diesel::QueryResult<diesel::pg::PgNotification>>,
+    origin: Origin,
+    broker: &Addr<Broker>,
+) -> anyhow::Result<bool> {
+    let n = match n {
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return Err(e.into()),
         None => anyhow::bail!("notification stream ended"),
+    };
+    let Some(notice) = Notice::parse(&n.payload) else {
+        // An earlier version's, or not understood: the log says what is new.
+        return Ok(true);
+    };
+    if notice.origin == origin.0 {
+        return Ok(false);
     }
+    for record in &notice.carried {
+        match event_record::decode(record) {
+            Some((event, _)) => broker.do_send(Publish(event)),
+            None => log::warn!("event notification: record not understood, skipped"),
+        }
+    }
+    Ok(notice.logged)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_round_trips_within_its_budget() {
+        let ping = |n: usize| Event::Pinged {
+            org: parsec_protocol::types::OrganizationId::parse("Org").unwrap(),
+            author: parsec_protocol::types::DeviceId::parse("alice@laptop").unwrap(),
+            ping: "p".repeat(n),
+        };
+        let mut notice = Notice {
+            origin: u64::MAX,
+            logged: true,
+            carried: Vec::new(),
+        };
+        assert_eq!(Notice::parse(&notice.to_payload()), Some(notice.clone()));
+        // Small pings until the budget is reached, then the payload is
+        // still within PostgreSQL's limit.
+        loop {
+            let record = event_record::encode(&ping(40), 1);
+            if !notice.fits(record.len()) {
+                break;
+            }
+            notice.carried.push(record);
+        }
+        assert!(notice.carried.len() > 20, "{}", notice.carried.len());
+        let payload = notice.to_payload();
+        assert!(payload.len() <= NOTICE_BUDGET, "{}", payload.len());
+        assert_eq!(Notice::parse(&payload), Some(notice.clone()));
+        // A ping too big for any notification goes to the log.
+        let empty = Notice {
+            origin: 1,
+            logged: false,
+            carried: Vec::new(),
+        };
+        assert!(!empty.fits(event_record::encode(&ping(NOTICE_BUDGET / 2), 1).len()));
+        // Notifications of earlier versions, or garbage: no notice.
+        for bad in ["", "zz;0;", "1;2;", "1;0;zz", "1;0;00"] {
+            assert_eq!(Notice::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn cursor_waits_for_holes_then_skips_them() {
