@@ -187,10 +187,27 @@ pub fn unpack_map(data: &[u8]) -> Result<Vec<(Value, Value)>, DecodeError> {
 
 /// Encodes a value (smallest encodings, as msgpack-python emits them).
 pub fn pack(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    // Sized up front: a reply carrying a block would otherwise be copied
+    // again at each doubling of the buffer.
+    let mut out = Vec::with_capacity(packed_len(value));
     // Writing into a Vec cannot fail.
     let _ = rmpv::encode::write_value(&mut out, value);
     out
+}
+
+/// The length of `value` packed, or slightly more (every header counted at
+/// its largest).
+fn packed_len(value: &Value) -> usize {
+    const HEADER: usize = 9;
+    HEADER
+        + match value {
+            Value::String(s) => s.as_bytes().len(),
+            Value::Binary(b) => b.len(),
+            Value::Ext(_, b) => 1 + b.len(),
+            Value::Array(items) => items.iter().map(packed_len).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| packed_len(k) + packed_len(v)).sum(),
+            _ => 0,
+        }
 }
 
 /// Builds a msgpack map with string keys, in the given order.
@@ -211,6 +228,28 @@ pub fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn packed_len_is_never_short() {
+        let values = [
+            Value::Nil,
+            Value::from(u64::MAX),
+            Value::from(-1i64),
+            Value::F64(1.5),
+            Value::from("é".repeat(300)),
+            Value::Binary(vec![7; 70_000]),
+            Value::Ext(1, vec![0; 3]),
+            map([
+                ("status", Value::from("ok")),
+                ("block", Value::Binary(vec![1; 65_536])),
+                ("list", Value::Array(vec![Value::from(1u8); 20])),
+            ]),
+        ];
+        for v in values {
+            let packed = pack(&v);
+            assert!(packed_len(&v) >= packed.len(), "{v:?}");
+            assert!(packed_len(&v) <= packed.len() + 9 * 30, "no wild overestimate");
+        }
+    }
     #[test]
     fn ping_capture_round_trips() {
         // README §10.4: {"cmd": "ping", "ping": "hello"}
