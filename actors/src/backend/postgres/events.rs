@@ -2,11 +2,7 @@
 //!
 //! Writing: [`EventWriter`] appends each published event to `event_log` and
 //! sends `NOTIFY parsec_event` in the same transaction (delivered on commit):
-//! one statement, so one round trip. Pings are the exception: they change
-//! nothing a client could resync from, so, as the reference sends every
-//! event, they travel whole in the notification (a [`Notice`]) and are not
-//! logged, as long as they fit in it; a listener that was reconnecting
-//! misses them. They may overtake logged events published before them. It batches: while one flush runs, and
+//! one statement, so one round trip. It batches: while one flush runs, and
 //! for [`FLUSH_SPACING`] after one started, newly published events queue up
 //! and go in the next single multi-row insert, so a busy instance writes few,
 //! larger transactions, in publication order (a NOTIFY serializes commits
@@ -14,15 +10,21 @@
 //! sixth of the machine's cycles), while an event after a quiet spell goes
 //! at once.
 //!
+//! Pings are the exception to the log: they change nothing a client could
+//! resync from, so, as the reference sends every event, they travel whole in
+//! their batch's notification (a [`Notice`]) as long as they fit in it. A
+//! listener that is reconnecting misses them, and they may overtake logged
+//! events published before them.
+//!
 //! Reading: [`listen`] runs for the life of the process on a dedicated,
 //! non-pooled connection (LISTEN must not sit on a pooled one), which also
 //! reads the log: a wake-up costs one round trip and takes nothing from the
 //! pool. A notification, or a one-second tick, makes it read `event_log` past
 //! the last id it handled and hand the events to the local broker. NOTIFY is
 //! only the wake-up: notifications can be coalesced or missed (the listener
-//! connection may drop), the log is what counts, so nothing is lost. When the
-//! connection drops, the loop reconnects and resumes from the last id it
-//! handled.
+//! connection may drop), the log is what counts, so nothing logged is lost.
+//! When the connection drops, the loop reconnects and resumes from the last
+//! id it handled.
 //!
 //! An instance's own clients get its events at once: [`crate::EventBus`]
 //! hands them to the local broker as it queues them for the log, and the
@@ -46,13 +48,13 @@ use actix::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
+use parsec_protocol::value::{self, Value};
 use parsec_schema::Pool;
 
 use super::{bind, prepared};
 use crate::broker::{Broker, Publish};
 use crate::event::Event;
 use crate::event_record;
-use parsec_protocol::value::{self, Value};
 
 const CHANNEL: &str = "parsec_event";
 /// How long a hole in the ids is waited for.
