@@ -23,6 +23,11 @@ fn settings() -> parsec_actors::Settings {
     }
 }
 
+/// A server instance on the shared database `url`.
+async fn instance(url: &str) -> TestServer {
+    start_server_with(start_actors_on_database(url, settings()).await).await
+}
+
 fn bin(v: &[u8]) -> Value {
     Value::Binary(v.to_vec())
 }
@@ -63,8 +68,7 @@ async fn wait_for_event(ws: &mut WsClient) {
 #[actix_web::test]
 async fn an_event_caused_on_one_instance_reaches_a_client_of_the_other() {
     let Some(url) = test_database_url().await else { return };
-    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
-    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let (a, b) = (instance(&url).await, instance(&url).await);
 
     // Organization created and bootstrapped through A, used through B.
     let org = new_org(&a).await;
@@ -105,8 +109,7 @@ async fn step(ws: &mut WsClient, cmd: &str, fields: Vec<(&str, Value)>) -> Vec<(
 #[actix_web::test]
 async fn an_invitation_greeted_on_one_instance_is_claimed_on_the_other() {
     let Some(url) = test_database_url().await else { return };
-    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
-    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let (a, b) = (instance(&url).await, instance(&url).await);
     let org = new_org(&a).await;
     let mut greeter = login(&a, &org).await;
     let rep = greeter
@@ -229,12 +232,12 @@ async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
              SELECT 'Busy', '\\x80'::bytea FROM generate_series(1, {n})"
         )
     };
-    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let a = instance(&url).await;
     // Ids allocated, then the retention deletes every row.
     psql(&junk(20));
     psql("DELETE FROM event_log");
 
-    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let b = instance(&url).await;
     // More rows than one read of the log returns, all before the awaited one.
     psql(&junk(1100));
     let org = new_org(&a).await;
@@ -257,8 +260,7 @@ async fn an_instance_started_after_the_log_was_emptied_delivers_events() {
 #[actix_web::test]
 async fn a_ping_on_one_instance_reaches_a_client_of_the_other() {
     let Some(url) = test_database_url().await else { return };
-    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
-    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let (a, b) = (instance(&url).await, instance(&url).await);
     let org = new_org(&a).await;
     let mut pinger = login(&a, &org).await;
     let mut listener = subscribed_device(&b, &org, &mut pinger, "phone").await;
@@ -287,8 +289,7 @@ async fn a_ping_on_one_instance_reaches_a_client_of_the_other() {
 #[actix_web::test]
 async fn an_instance_delivers_its_own_events_once() {
     let Some(url) = test_database_url().await else { return };
-    let a = start_server_with(start_actors_on_database(&url, settings()).await).await;
-    let b = start_server_with(start_actors_on_database(&url, settings()).await).await;
+    let (a, b) = (instance(&url).await, instance(&url).await);
     let org = new_org(&a).await;
     let mut writer = login(&a, &org).await;
     let realm_id = create_realm(&mut writer, &org.alice).await;
