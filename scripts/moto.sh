@@ -16,7 +16,7 @@
 #   PARSEC_TEST_S3_BUCKETS       space-separated extra buckets (RAID nodes)
 #   PARSEC_TEST_MOTO_SERVER      the moto_server program (tests start their
 #                                own servers to stop them)
-#   PARSEC_TEST_MOTO_DIR         pid file and log
+#   PARSEC_TEST_MOTO_DIR         pid file and log (removed by stop)
 #
 #   PARSEC_MOTO_VENV   venv holding moto (default ~/.cache/parsec-moto-venv),
 #                      created on first use (about 16 s)
@@ -56,6 +56,10 @@ case "${1:-}" in
       fi
       rm -f "$dir/pid"
     fi
+    # The directory start made (its log): ours only by its name.
+    case "$(basename "$dir")" in
+      parsec-moto.*) rm -rf "$dir" ;;
+    esac
     ;;
   start)
     ensure_venv
