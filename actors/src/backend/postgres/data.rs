@@ -372,11 +372,6 @@ async fn user_change(c: &mut Conn, realm: i64, user: i64) -> Result<UserChange, 
     }))
 }
 
-diesel::define_sql_function! {
-    /// PostgreSQL's `GREATEST`, which skips NULLs.
-    fn greatest(a: Nullable<Timestamptz>, b: Nullable<Timestamptz>) -> Nullable<Timestamptz>;
-}
-
 /// Which `realm_user_change` column a write moves forward.
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -385,30 +380,32 @@ enum Change {
 }
 
 /// Moves the user's latest role change or vlob write forward to `at`.
+/// Fixed texts, prepared once per connection (diesel's DSL form of an
+/// upsert is not cacheable: a prepare round trip and a fresh plan on every
+/// write).
 async fn record_change(c: &mut Conn, realm: i64, user: i64, change: Change, at: DateTime) -> Result<(), Internal> {
-    use diesel::upsert::excluded;
-    use realm_user_change as ruc;
-    let at = Some(ts(at));
-    match change {
+    let sql = match change {
         Change::RoleChange => {
-            diesel::insert_into(ruc::table)
-                .values((ruc::realm.eq(realm), ruc::user_.eq(user), ruc::last_role_change.eq(at)))
-                .on_conflict((ruc::realm, ruc::user_))
-                .do_update()
-                .set(ruc::last_role_change.eq(greatest(ruc::last_role_change, excluded(ruc::last_role_change))))
-                .execute(c)
-                .await?
+            "INSERT INTO realm_user_change (realm, user_, last_role_change) VALUES ($1, $2, $3) \
+             ON CONFLICT (realm, user_) DO UPDATE \
+             SET last_role_change = GREATEST(realm_user_change.last_role_change, EXCLUDED.last_role_change)"
         }
         Change::VlobUpdate => {
-            diesel::insert_into(ruc::table)
-                .values((ruc::realm.eq(realm), ruc::user_.eq(user), ruc::last_vlob_update.eq(at)))
-                .on_conflict((ruc::realm, ruc::user_))
-                .do_update()
-                .set(ruc::last_vlob_update.eq(greatest(ruc::last_vlob_update, excluded(ruc::last_vlob_update))))
-                .execute(c)
-                .await?
+            "INSERT INTO realm_user_change (realm, user_, last_vlob_update) VALUES ($1, $2, $3) \
+             ON CONFLICT (realm, user_) DO UPDATE \
+             SET last_vlob_update = GREATEST(realm_user_change.last_vlob_update, EXCLUDED.last_vlob_update)"
         }
     };
+    prepared(
+        sql,
+        &[
+            &bind::<BigInt, _>(realm),
+            &bind::<BigInt, _>(user),
+            &bind::<Timestamptz, _>(ts(at)),
+        ],
+    )
+    .execute(c)
+    .await?;
     Ok(())
 }
 

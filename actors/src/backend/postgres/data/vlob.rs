@@ -15,7 +15,7 @@ use diesel::sql_types::{Array, Bytea};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use parsec_protocol::cmds::authenticated::{ReencryptionBatchEntry, VlobCreate, VlobRead, VlobUpdate};
 use parsec_protocol::types::*;
-use parsec_schema::schema::{realm, realm_vlob_update, vlob, vlob_atom};
+use parsec_schema::schema::{realm_vlob_update, vlob, vlob_atom};
 
 use super::*;
 
@@ -82,12 +82,21 @@ async fn write_version(
         .returning(vlob_atom::_id)
         .get_result(c)
         .await?;
-    // Under the realm lock: consecutive, and committed in this order.
-    let checkpoint: i64 = diesel::update(realm::table.find(realm.pk))
-        .set(realm::checkpoint.eq(realm::checkpoint + 1))
-        .returning(realm::checkpoint)
-        .get_result(c)
-        .await?;
+    #[derive(QueryableByName)]
+    struct Moved {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        checkpoint: i64,
+    }
+    // Under the realm lock: consecutive, and committed in this order. A
+    // fixed text, prepared once per connection (diesel's DSL form of this
+    // update is not cacheable: a prepare round trip and a fresh plan on
+    // every write).
+    let Moved { checkpoint } = prepared(
+        "UPDATE realm SET checkpoint = checkpoint + 1 WHERE _id = $1 RETURNING checkpoint",
+        &[&bind::<diesel::sql_types::BigInt, _>(realm.pk)],
+    )
+    .get_result(c)
+    .await?;
     diesel::insert_into(realm_vlob_update::table)
         .values((
             realm_vlob_update::realm.eq(realm.pk),
