@@ -285,7 +285,7 @@ async fn last_role(c: &mut Conn, realm: i64, user: Option<i64>) -> Result<Option
     let row: Option<(Option<String>, Ts)> = realm_user_role::table
         .filter(realm_user_role::realm.eq(realm))
         .filter(realm_user_role::user_.eq(user))
-        .order((realm_user_role::certified_on.desc(), realm_user_role::_id.desc()))
+        .order(realm_user_role::certified_on.desc())
         .select((realm_user_role::role, realm_user_role::certified_on))
         .first(c)
         .await
@@ -325,11 +325,7 @@ async fn members(c: &mut Conn, realm: i64) -> Result<Vec<Member>, Internal> {
         .inner_join(user_::table)
         .filter(realm_user_role::realm.eq(realm))
         .distinct_on(realm_user_role::user_)
-        .order((
-            realm_user_role::user_,
-            realm_user_role::certified_on.desc(),
-            realm_user_role::_id.desc(),
-        ))
+        .order((realm_user_role::user_, realm_user_role::certified_on.desc()))
         .select((user_::user_id, user_::_id, realm_user_role::role, user_::revoked_on))
         .load(c)
         .await?;
@@ -550,17 +546,23 @@ async fn deliver(
 const FROM_REQUESTER: &str = "FROM organization o \
      LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = $2";
 
-/// The [`MaybeRealmRow`] columns of the realm `r`, whose maintenance author
-/// [`MAINTENANCE_AUTHOR`] joins.
+/// The [`MaybeRealmRow`] columns of the realm `r`. The maintenance author is
+/// a scalar subquery rather than a join: an outer join to `device` was
+/// planned as a hash join over the whole table on every read (and cost
+/// executor set-up even when the realm is not in maintenance, which is
+/// nearly always).
 const REALM_COLUMNS: &str = "r._id AS realm_pk, r.realm_id, r.encryption_revision, r.maintenance_type, \
-     md.device_id AS maintenance_started_by, r.maintenance_started_on";
-
-const MAINTENANCE_AUTHOR: &str = "LEFT JOIN device md ON md._id = r.maintenance_started_by";
+     (SELECT md.device_id FROM device md WHERE md._id = r.maintenance_started_by) AS maintenance_started_by, \
+     r.maintenance_started_on";
 
 /// `lr.role`: the latest role of `u` in `r`, ordered as [`last_role`] does.
+///
+/// `certified_on` alone orders a user's roles in a realm: `(realm, user_,
+/// certified_on)` is unique, and the `realm_user_role_current` index gives
+/// that order, so the lookup is one index probe with no sort.
 const REQUESTER_ROLE: &str = "LEFT JOIN LATERAL (SELECT rr.role FROM realm_user_role rr \
      WHERE rr.realm = r._id AND rr.user_ = u._id \
-     ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) lr ON TRUE";
+     ORDER BY rr.certified_on DESC LIMIT 1) lr ON TRUE";
 
 /// [`RealmRow`] of an outer join: all NULL when there is no realm.
 #[derive(QueryableByName)]

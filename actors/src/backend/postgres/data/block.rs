@@ -47,7 +47,6 @@ static CREATE_CHECK: LazyLock<String> = LazyLock::new(|| {
          LEFT JOIN device d ON d.organization = o._id AND d.device_id = $2 \
          LEFT JOIN user_ u ON u._id = d.user_ \
          LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
-         {MAINTENANCE_AUTHOR} \
          {REQUESTER_ROLE} \
          LEFT JOIN block b ON b.organization = o._id AND b.block_id = $4 \
          WHERE o.organization_id = $1"
@@ -121,7 +120,6 @@ static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
            LEFT JOIN device d ON d.organization = o._id AND d.device_id = req.device_id \
            LEFT JOIN user_ u ON u._id = d.user_ \
            LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = req.realm_id \
-           {MAINTENANCE_AUTHOR} \
            {REQUESTER_ROLE}), \
          allowed AS (SELECT n, new_block, org, device, realm_pk FROM chk \
            WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
@@ -222,7 +220,7 @@ async fn insert_block_row(
          SELECT $1, $2, r._id, $4, $5, $6 FROM realm r \
          WHERE r._id = $3 AND r.maintenance_type IS NULL \
          AND (SELECT rr.role FROM realm_user_role rr WHERE rr.realm = r._id AND rr.user_ = $7 \
-              ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) = ANY($8) \
+              ORDER BY rr.certified_on DESC LIMIT 1) = ANY($8) \
          ON CONFLICT (organization, block_id) DO NOTHING \
          RETURNING _id",
         &[
@@ -415,7 +413,6 @@ static READ_CHECK: LazyLock<String> = LazyLock::new(|| {
          {FROM_REQUESTER} \
          LEFT JOIN block b ON b.organization = o._id AND b.block_id = $3 \
          LEFT JOIN realm r ON r._id = b.realm \
-         {MAINTENANCE_AUTHOR} \
          {REQUESTER_ROLE} \
          WHERE o.organization_id = $1"
     )
@@ -448,7 +445,6 @@ async fn read_group_in_own_database(
              LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = req.user_id \
              LEFT JOIN block b ON b.organization = o._id AND b.block_id = req.block_id \
              LEFT JOIN realm r ON r._id = b.realm \
-             {MAINTENANCE_AUTHOR} \
              {REQUESTER_ROLE} \
              LEFT JOIN block_data bd ON lr.role IS NOT NULL \
                AND bd.organization_id = req.org_id AND bd.block_id = req.block_id"

@@ -329,11 +329,7 @@ impl RealmBackend for PgStore {
                 .inner_join(realm::table)
                 .filter(realm_user_role::user_.eq(user))
                 .distinct_on(realm_user_role::realm)
-                .order((
-                    realm_user_role::realm,
-                    realm_user_role::certified_on.desc(),
-                    realm_user_role::_id.desc(),
-                ))
+                .order((realm_user_role::realm, realm_user_role::certified_on.desc()))
                 .select((realm::realm_id, realm_user_role::role))
                 .load(c)
                 .await?;

@@ -44,7 +44,6 @@ fn read_sql(which_version: &str) -> String {
          {FROM_REQUESTER} \
          LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = $3 \
          LEFT JOIN realm r ON r._id = v.realm \
-         {MAINTENANCE_AUTHOR} \
          {REQUESTER_ROLE} \
          LEFT JOIN LATERAL (SELECT a.version, a.blob, a.created_on, d.device_id AS author, d.user_ AS author_user \
            FROM vlob_atom a JOIN device d ON d._id = a.author \
@@ -52,7 +51,7 @@ fn read_sql(which_version: &str) -> String {
            ORDER BY a.version DESC LIMIT 1) w ON TRUE \
          LEFT JOIN LATERAL (SELECT rr.role, rr.certified_on FROM realm_user_role rr \
            WHERE rr.realm = r._id AND rr.user_ = w.author_user \
-           ORDER BY rr.certified_on DESC, rr._id DESC LIMIT 1) alr ON TRUE \
+           ORDER BY rr.certified_on DESC LIMIT 1) alr ON TRUE \
          WHERE o.organization_id = $1"
     )
 }
@@ -320,7 +319,6 @@ impl VlobBackend for PgStore {
                 "SELECT {REALM_COLUMNS}, lr.role AS requester_role, c.indexes, c.vlob_ids, c.versions \
                  {FROM_REQUESTER} \
                  LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = $3 \
-                 {MAINTENANCE_AUTHOR} \
                  {REQUESTER_ROLE} \
                  LEFT JOIN LATERAL (SELECT array_agg(vu.index) AS indexes, array_agg(v.vlob_id) AS vlob_ids, \
                    array_agg(a.version) AS versions \
@@ -412,7 +410,6 @@ impl VlobBackend for PgStore {
                  {FROM_REQUESTER} \
                  LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = $3 \
                  LEFT JOIN realm r ON r._id = v.realm \
-                 {MAINTENANCE_AUTHOR} \
                  {REQUESTER_ROLE} \
                  LEFT JOIN LATERAL (SELECT array_agg(a.version) AS versions, array_agg(a.created_on) AS created_ons, \
                    array_agg(d.device_id) AS authors \

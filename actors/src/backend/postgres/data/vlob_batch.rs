@@ -209,7 +209,7 @@ static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
              FROM realm_user_role u \
              WHERE u.realm IN (SELECT r._id FROM realm r WHERE {realms_of_batch}) \
              AND u.user_ IN (SELECT user_ FROM device WHERE organization = {ORG} AND device_id = ANY($4)) \
-             ORDER BY u.realm, u.user_, u.certified_on DESC, u._id DESC"
+             ORDER BY u.realm, u.user_, u.certified_on DESC"
         ),
         // One index probe per vlob (see `LATEST_ATOM_ORDER`).
         latest: format!(
