@@ -20,7 +20,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use parsec_protocol::types::*;
 use parsec_schema::schema::{invitation, user_};
 
-use super::{PgStore, dt, internal_from_diesel, org_pk, parse_id, ts, user_pk};
+use super::{PgStore, bind, dt, internal_from_diesel, org_pk, parse_id, prepared, ts, user_pk};
 use crate::backend::*;
 
 internal_from_diesel!(InviteNewError, InviteLookupError, ConduitError);
@@ -159,25 +159,35 @@ async fn lock_invitation(
     token: Uuid,
     greeter: Option<&UserId>,
 ) -> QueryResult<Option<LockedInvitation>> {
-    diesel::sql_query(LOCK_INVITATION)
-        .bind::<Text, _>(org.as_str())
-        .bind::<diesel::sql_types::Uuid, _>(token)
-        .bind::<Nullable<Text>, _>(greeter.map(UserId::as_str))
-        .get_result::<LockedInvitation>(conn)
-        .await
-        .optional()
+    // Fixed texts through `prepared` (here and below): each conduit step
+    // runs these, and `sql_query` or a diesel `update` would re-prepare them
+    // on every step (a round trip and a fresh plan each).
+    prepared(
+        LOCK_INVITATION,
+        &[
+            &bind::<Text, _>(org.as_str()),
+            &bind::<diesel::sql_types::Uuid, _>(token),
+            &bind::<Nullable<Text>, _>(greeter.map(UserId::as_str)),
+        ],
+    )
+    .get_result::<LockedInvitation>(conn)
+    .await
+    .optional()
 }
 
 async fn store_conduit(conn: &mut AsyncPgConnection, id: i64, conduit: &Conduit) -> QueryResult<()> {
-    use invitation::dsl as i;
-    diesel::update(i::invitation.find(id))
-        .set((
-            i::conduit_state.eq(conduit.state.as_str()),
-            i::conduit_greeter_payload.eq(conduit.greeter_payload.as_deref()),
-            i::conduit_claimer_payload.eq(conduit.claimer_payload.as_deref()),
-        ))
-        .execute(conn)
-        .await?;
+    prepared(
+        "UPDATE invitation SET conduit_state = $1, conduit_greeter_payload = $2, conduit_claimer_payload = $3 \
+         WHERE _id = $4",
+        &[
+            &bind::<Text, _>(conduit.state.as_str()),
+            &bind::<Nullable<Bytea>, _>(conduit.greeter_payload.as_deref()),
+            &bind::<Nullable<Bytea>, _>(conduit.claimer_payload.as_deref()),
+            &bind::<BigInt, _>(id),
+        ],
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -262,7 +272,6 @@ impl InviteBackend for PgStore {
         on: DateTime,
         reason: InvitationDeletedReason,
     ) -> Result<(), InviteLookupError> {
-        use invitation::dsl as i;
         let mut conn = self.conn().await?;
         conn.transaction::<_, InviteLookupError, _>(async |c| {
             let invitation = lock_invitation(c, org, token, Some(greeter))
@@ -271,10 +280,16 @@ impl InviteBackend for PgStore {
             if invitation.deleted {
                 return Err(InviteLookupError::AlreadyDeleted);
             }
-            diesel::update(i::invitation.find(invitation.id))
-                .set((i::deleted_on.eq(ts(on)), i::deleted_reason.eq(reason.as_str())))
-                .execute(c)
-                .await?;
+            prepared(
+                "UPDATE invitation SET deleted_on = $1, deleted_reason = $2 WHERE _id = $3",
+                &[
+                    &bind::<diesel::sql_types::Timestamptz, _>(ts(on)),
+                    &bind::<Text, _>(reason.as_str()),
+                    &bind::<BigInt, _>(invitation.id),
+                ],
+            )
+            .execute(c)
+            .await?;
             Ok(())
         })
         .await
@@ -384,32 +399,32 @@ impl InviteBackend for PgStore {
     }
 
     async fn claimer_connection(&self, org: &OrganizationId, token: Uuid, opened: bool) -> Result<u64, Internal> {
-        use invitation::dsl as i;
         let mut conn = self.conn().await?;
         conn.transaction::<_, Internal, _>(async |c| {
             let Some(org_pk) = org_pk(c, org, false).await? else {
                 return Ok(0);
             };
-            let target = i::invitation
-                .filter(i::organization.eq(org_pk))
-                .filter(i::token.eq(token));
-            let count = if opened {
-                diesel::update(target)
-                    .set(i::claimer_connections.eq(i::claimer_connections + 1))
-                    .returning(i::claimer_connections)
-                    .get_result::<i32>(c)
-                    .await
-                    .optional()?
+            #[derive(QueryableByName)]
+            struct Open {
+                #[diesel(sql_type = diesel::sql_types::Integer)]
+                claimer_connections: i32,
+            }
+            let sql = if opened {
+                "UPDATE invitation SET claimer_connections = claimer_connections + 1 \
+                 WHERE organization = $1 AND token = $2 RETURNING claimer_connections"
             } else {
-                diesel::update(target.filter(i::claimer_connections.gt(0)))
-                    .set(i::claimer_connections.eq(i::claimer_connections - 1))
-                    .returning(i::claimer_connections)
-                    .get_result::<i32>(c)
-                    .await
-                    .optional()?
+                "UPDATE invitation SET claimer_connections = claimer_connections - 1 \
+                 WHERE organization = $1 AND token = $2 AND claimer_connections > 0 RETURNING claimer_connections"
             };
+            let count: Option<Open> = prepared(
+                sql,
+                &[&bind::<BigInt, _>(org_pk), &bind::<diesel::sql_types::Uuid, _>(token)],
+            )
+            .get_result(c)
+            .await
+            .optional()?;
             // No row: an unknown token, or a close with nothing left open.
-            Ok(count.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            Ok(count.map_or(0, |n| u64::try_from(n.claimer_connections).unwrap_or(0)))
         })
         .await
     }

@@ -6,6 +6,7 @@
 //! e-mails backs the second rule up).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -121,22 +122,30 @@ impl DeviceRow {
     }
 }
 
+// The row reads below are fixed texts run through `prepared`: as
+// `sql_query`s they were re-prepared on every call (a round trip and a fresh
+// plan each), and every user_get / device lookup runs them.
+static USERS_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_COLUMNS} WHERE u.organization = $1 AND u.user_id = ANY($2)"));
+static DEVICES_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {DEVICE_COLUMNS} WHERE d.organization = $1 AND d.device_id = ANY($2)"));
+static DEVICES_OF_USER: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {DEVICE_COLUMNS} WHERE d.user_ = $1 ORDER BY d._id"));
+
 async fn users_by_id(conn: &mut AsyncPgConnection, org: i64, user_ids: &[String]) -> QueryResult<Vec<UserRow>> {
-    diesel::sql_query(format!(
-        "SELECT {USER_COLUMNS} WHERE u.organization = $1 AND u.user_id = ANY($2)"
-    ))
-    .bind::<BigInt, _>(org)
-    .bind::<Array<Text>, _>(user_ids)
+    prepared(
+        &USERS_BY_ID,
+        &[&bind::<BigInt, _>(org), &bind::<Array<Text>, _>(user_ids)],
+    )
     .load(conn)
     .await
 }
 
 async fn devices_by_id(conn: &mut AsyncPgConnection, org: i64, device_ids: &[String]) -> QueryResult<Vec<DeviceRow>> {
-    diesel::sql_query(format!(
-        "SELECT {DEVICE_COLUMNS} WHERE d.organization = $1 AND d.device_id = ANY($2)"
-    ))
-    .bind::<BigInt, _>(org)
-    .bind::<Array<Text>, _>(device_ids)
+    prepared(
+        &DEVICES_BY_ID,
+        &[&bind::<BigInt, _>(org), &bind::<Array<Text>, _>(device_ids)],
+    )
     .load(conn)
     .await
 }
@@ -325,11 +334,9 @@ impl UserBackend for PgStore {
             .await?
             .pop()
             .ok_or(UserLookupError::NotFound)?;
-        let devices: Vec<DeviceRow> =
-            diesel::sql_query(format!("SELECT {DEVICE_COLUMNS} WHERE d.user_ = $1 ORDER BY d._id"))
-                .bind::<BigInt, _>(user_row._id)
-                .load(&mut conn)
-                .await?;
+        let devices: Vec<DeviceRow> = prepared(&DEVICES_OF_USER, &[&bind::<BigInt, _>(user_row._id)])
+            .load(&mut conn)
+            .await?;
         let user = user_row.into_user()?;
         let devices = devices
             .into_iter()
