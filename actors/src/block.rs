@@ -10,8 +10,9 @@
 //!
 //! Where the backend says grouping pays ([`BlockBackend::groups_creates`]:
 //! PostgreSQL keeping the bytes in its own database), creates are gathered:
-//! up to [`GROUPS_IN_FLIGHT`] groups run at once, and the creates arriving
-//! meanwhile wait for the next free slot and go together in one
+//! up to [`GROUPS_IN_FLIGHT`] groups run at once (a second one waits for
+//! [`SECOND_GROUP_MIN`] creates or [`SECOND_GROUP_LINGER`]), and the
+//! creates arriving meanwhile wait for the next free slot and go together in one
 //! [`BlockBackend::create_group`] (at most [`MAX_GROUP`] blocks or
 //! [`MAX_GROUP_BYTES`], one create per block id, arrival order). Each create
 //! gets the outcome it would have had alone; a lone create goes at once. The
@@ -19,6 +20,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -45,6 +47,16 @@ pub const GROUPS_IN_FLIGHT: usize = 2;
 /// Most requests in one group.
 pub const MAX_GROUP: usize = 32;
 
+/// While another group of creates runs, a new one waits for this many
+/// creates...
+pub const SECOND_GROUP_MIN: usize = 16;
+
+/// ... or for this long, whichever comes first. Without it, a create
+/// arriving while one group ran started a group of its own: a fifth of the
+/// groups were single blocks, each paying a whole statement (BENCHMARKS.md).
+/// Reads do not wait: it gained them nothing.
+pub const SECOND_GROUP_LINGER: Duration = Duration::from_millis(2);
+
 /// Most block bytes in one group of creates (a bigger first block goes
 /// alone); reads, whose sizes are not known beforehand, stop at
 /// [`MAX_READ_GROUP`].
@@ -70,6 +82,10 @@ pub struct BlockActor {
 struct Grouping<T, R> {
     queue: VecDeque<(T, oneshot::Sender<R>)>,
     running: usize,
+    /// The timer of a group waiting for company (see [`SECOND_GROUP_MIN`]).
+    linger: Option<SpawnHandle>,
+    /// That timer went off: the next group starts with what is queued.
+    lingered: bool,
 }
 
 impl<T, R> Grouping<T, R> {
@@ -77,7 +93,29 @@ impl<T, R> Grouping<T, R> {
         Self {
             queue: VecDeque::new(),
             running: 0,
+            linger: None,
+            lingered: false,
         }
+    }
+
+    /// Whether the next group should wait: another group runs and too few
+    /// requests are queued. Arms the timer that ends the wait (`expire`
+    /// marks it over and starts groups again).
+    fn holds<A>(&mut self, ctx: &mut Context<A>, expire: fn(&mut A, &mut Context<A>)) -> bool
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        if self.running == 0 || self.queue.len() >= SECOND_GROUP_MIN || self.lingered {
+            if let Some(timer) = self.linger.take() {
+                ctx.cancel_future(timer);
+            }
+            self.lingered = false;
+            return false;
+        }
+        if self.linger.is_none() && !self.queue.is_empty() {
+            self.linger = Some(ctx.run_later(SECOND_GROUP_LINGER, expire));
+        }
+        true
     }
 
     /// Queues a request; the receiver gets its outcome.
@@ -147,7 +185,18 @@ impl BlockActor {
                 }
                 ok
             };
-            let Some((blocks, replies)) = self.creates.as_mut().and_then(|c| c.next(admit)) else {
+            let Some(creates) = self.creates.as_mut() else { return };
+            if creates.running < GROUPS_IN_FLIGHT
+                && creates.holds(ctx, |act, ctx| {
+                    if let Some(c) = act.creates.as_mut() {
+                        (c.linger, c.lingered) = (None, true);
+                    }
+                    act.start_creates(ctx);
+                })
+            {
+                return;
+            }
+            let Some((blocks, replies)) = creates.next(admit) else {
                 return;
             };
             let (backend, store) = (self.backend.clone(), self.store.clone());
