@@ -92,11 +92,11 @@ struct Notice {
 }
 
 impl Notice {
-    fn to_payload(&self) -> String {
+    fn into_payload(self) -> String {
         let carried = if self.carried.is_empty() {
             String::new()
         } else {
-            let records = self.carried.iter().map(|r| Value::Binary(r.clone())).collect();
+            let records = self.carried.into_iter().map(Value::Binary).collect();
             hex::encode(value::pack(&Value::Array(records)))
         };
         format!("{:x};{};{carried}", self.origin, u8::from(self.logged))
@@ -272,7 +272,7 @@ async fn write_batch(pool: &Pool, origin: Origin, batch: &[Event]) -> anyhow::Re
     }
     notice.logged = !payloads.is_empty();
     let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("pool: {e}"))?;
-    let (channel, notice) = (bind::<Text, _>(CHANNEL), bind::<Text, _>(notice.to_payload()));
+    let (channel, notice) = (bind::<Text, _>(CHANNEL), bind::<Text, _>(notice.into_payload()));
     if payloads.is_empty() {
         prepared("SELECT pg_notify($1, $2)", &[&channel, &notice])
             .execute(&mut conn)
@@ -567,7 +567,7 @@ mod tests {
             logged: true,
             carried: Vec::new(),
         };
-        assert_eq!(Notice::parse(&notice.to_payload()), Some(notice.clone()));
+        assert_eq!(Notice::parse(&notice.clone().into_payload()), Some(notice.clone()));
         // Small pings until the budget is reached, then the payload is
         // still within PostgreSQL's limit.
         loop {
@@ -578,7 +578,7 @@ mod tests {
             notice.carried.push(record);
         }
         assert!(notice.carried.len() > 20, "{}", notice.carried.len());
-        let payload = notice.to_payload();
+        let payload = notice.clone().into_payload();
         assert!(payload.len() <= NOTICE_BUDGET, "{}", payload.len());
         assert_eq!(Notice::parse(&payload), Some(notice.clone()));
         // A ping too big for any notification goes to the log.
