@@ -18,7 +18,7 @@
 //! gets the outcome it would have had alone; a lone create goes at once. The
 //! queue is bounded by the sessions' own request bounds.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +28,12 @@ use parsec_protocol::cmds;
 use parsec_protocol::cmds::authenticated::{BlockCreate, BlockRead};
 use parsec_protocol::types::*;
 use parsec_protocol::value::Value;
-use tokio::sync::oneshot;
 
 use crate::Actors;
 use crate::backend::*;
 use crate::blockstore::BlockStore;
 use crate::client::AuthenticatedClient;
+use crate::grouping::{Grouping, answer};
 
 /// Most groups of each kind running at once: enough for PostgreSQL to use
 /// every core, few enough to leave pooled connections to everything else.
@@ -77,89 +77,10 @@ pub struct BlockActor {
     reads: Option<Grouping<BlockToRead, Result<Bytes, BlockReadError>>>,
 }
 
-/// Requests of one kind waiting for a free group slot, and the number of
-/// groups running.
-struct Grouping<T, R> {
-    queue: VecDeque<(T, oneshot::Sender<R>)>,
-    running: usize,
-    /// The timer of a group waiting for company (see [`SECOND_GROUP_MIN`]).
-    linger: Option<SpawnHandle>,
-    /// That timer went off: the next group starts with what is queued.
-    lingered: bool,
-}
-
-impl<T, R> Grouping<T, R> {
-    fn new() -> Self {
-        Self {
-            queue: VecDeque::new(),
-            running: 0,
-            linger: None,
-            lingered: false,
-        }
-    }
-
-    /// Whether the next group should wait: another group runs and too few
-    /// requests are queued. Arms the timer that ends the wait (`expire`
-    /// marks it over and starts groups again).
-    fn holds<A>(&mut self, ctx: &mut Context<A>, expire: fn(&mut A, &mut Context<A>)) -> bool
-    where
-        A: Actor<Context = Context<A>>,
-    {
-        if self.running == 0 || self.queue.len() >= SECOND_GROUP_MIN || self.lingered {
-            if let Some(timer) = self.linger.take() {
-                ctx.cancel_future(timer);
-            }
-            self.lingered = false;
-            return false;
-        }
-        if self.linger.is_none() && !self.queue.is_empty() {
-            self.linger = Some(ctx.run_later(SECOND_GROUP_LINGER, expire));
-        }
-        true
-    }
-
-    /// Queues a request; the receiver gets its outcome.
-    fn push(&mut self, request: T) -> oneshot::Receiver<R> {
-        let (reply, outcome) = oneshot::channel();
-        self.queue.push_back((request, reply));
-        outcome
-    }
-
-    /// The next group to run, if a slot is free: the queue in arrival
-    /// order, as long as `admit` takes the next request (the first one goes
-    /// in any case).
-    fn next(&mut self, mut admit: impl FnMut(&T) -> bool) -> Option<(Vec<T>, Vec<oneshot::Sender<R>>)> {
-        if self.running >= GROUPS_IN_FLIGHT {
-            return None;
-        }
-        let (first, reply) = self.queue.pop_front()?;
-        admit(&first);
-        let (mut group, mut replies) = (vec![first], vec![reply]);
-        while let Some((next, _)) = self.queue.front()
-            && admit(next)
-            && let Some((request, reply)) = self.queue.pop_front()
-        {
-            group.push(request);
-            replies.push(reply);
-        }
-        self.running += 1;
-        Some((group, replies))
-    }
-}
-
-/// Hands each requester its outcome, in order.
-fn answer<R>(replies: Vec<oneshot::Sender<R>>, outcomes: Vec<R>, missing: impl Fn() -> R) {
-    let mut outcomes = outcomes.into_iter();
-    for reply in replies {
-        // The requester may be gone (connection closed): nothing to do.
-        let _ = reply.send(outcomes.next().unwrap_or_else(&missing));
-    }
-}
-
 impl BlockActor {
     pub fn new(backend: Arc<dyn BlockBackend>, store: Arc<dyn BlockStore>) -> Self {
-        let creates = backend.groups_creates(&*store).then(Grouping::new);
-        let reads = backend.groups_reads(&*store).then(Grouping::new);
+        let creates = backend.groups_creates(&*store).then(|| Grouping::new(GROUPS_IN_FLIGHT));
+        let reads = backend.groups_reads(&*store).then(|| Grouping::new(GROUPS_IN_FLIGHT));
         Self {
             backend,
             store,
@@ -186,10 +107,10 @@ impl BlockActor {
                 ok
             };
             let Some(creates) = self.creates.as_mut() else { return };
-            if creates.running < GROUPS_IN_FLIGHT
-                && creates.holds(ctx, |act, ctx| {
+            if creates.has_slot()
+                && creates.holds(ctx, SECOND_GROUP_MIN, SECOND_GROUP_LINGER, |act, ctx| {
                     if let Some(c) = act.creates.as_mut() {
-                        (c.linger, c.lingered) = (None, true);
+                        c.lingered();
                     }
                     act.start_creates(ctx);
                 })
@@ -204,7 +125,7 @@ impl BlockActor {
             ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
                 answer(replies, outcomes, || Err(no_outcome().into()));
                 if let Some(creates) = act.creates.as_mut() {
-                    creates.running -= 1;
+                    creates.done();
                 }
                 act.start_creates(ctx);
             }));
@@ -228,7 +149,7 @@ impl BlockActor {
             ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
                 answer(replies, outcomes, || Err(no_outcome().into()));
                 if let Some(reads) = act.reads.as_mut() {
-                    reads.running -= 1;
+                    reads.done();
                 }
                 act.start_reads(ctx);
             }));

@@ -29,6 +29,7 @@ pub mod client;
 pub mod email;
 pub mod event;
 pub mod event_record;
+mod grouping;
 pub mod health;
 pub mod invite;
 pub mod message;

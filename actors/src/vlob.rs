@@ -18,6 +18,13 @@
 //! them turns a lock hold per write into one per batch. A batch has the
 //! outcomes its writes would have one after the other, so batching changes
 //! no answer; the queue is bounded by the sessions' own request bounds.
+//!
+//! Where the backend says it pays ([`VlobBackend::groups_reads`]: one
+//! PostgreSQL statement for many reads costs the database far less than one
+//! each), reads are gathered the same way as block reads: up to
+//! [`READ_GROUPS_IN_FLIGHT`] groups run at once, and the reads arriving
+//! meanwhile go together in the next [`VlobBackend::read_group`] (at most
+//! [`MAX_READ_GROUP`], arrival order). A lone read goes at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -34,6 +41,7 @@ use parsec_protocol::value::{self, Value};
 use crate::backend::*;
 use crate::client::AuthenticatedClient;
 use crate::event::Event;
+use crate::grouping::{Grouping, answer};
 use crate::realm::{realm_not_found, realm_not_in_maintenance};
 use crate::{Actors, backend_handler};
 
@@ -51,11 +59,20 @@ const LINGER_AFTER: usize = 8;
 /// each paying that fixed cost for half of the writes.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Most groups of reads running at once: enough for PostgreSQL to use
+/// every core, few enough to leave pooled connections to everything else.
+pub const READ_GROUPS_IN_FLIGHT: usize = 2;
+
+/// Most reads in one group.
+pub const MAX_READ_GROUP: usize = 32;
+
 /// Owns the vlob backend.
 pub struct VlobActor {
     backend: Arc<dyn VlobBackend>,
     /// Writes waiting for their organization's running batch to end.
     writes: HashMap<OrganizationId, OrgWrites>,
+    /// Reads waiting for a group slot, when they go in groups.
+    reads: Option<Grouping<VlobToRead, Result<VlobVersionRead, VlobReadError>>>,
 }
 
 #[derive(Default)]
@@ -74,9 +91,35 @@ struct PendingWrite {
 
 impl VlobActor {
     pub fn new(backend: Arc<dyn VlobBackend>) -> Self {
+        let reads = backend.groups_reads().then(|| Grouping::new(READ_GROUPS_IN_FLIGHT));
         Self {
             backend,
             writes: HashMap::new(),
+            reads,
+        }
+    }
+
+    /// Starts groups of reads while slots are free: arrival order, at most
+    /// [`MAX_READ_GROUP`].
+    fn start_reads(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let mut count = 0;
+            let admit = |_: &VlobToRead| {
+                count += 1;
+                count <= MAX_READ_GROUP
+            };
+            let Some((reads, replies)) = self.reads.as_mut().and_then(|r| r.next(admit)) else {
+                return;
+            };
+            let backend = self.backend.clone();
+            let run = async move { backend.read_group(reads).await };
+            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
+                answer(replies, outcomes, || Err(no_read_outcome().into()));
+                if let Some(reads) = act.reads.as_mut() {
+                    reads.done();
+                }
+                act.start_reads(ctx);
+            }));
         }
     }
 
@@ -156,6 +199,11 @@ impl VlobActor {
 /// A batch answered nothing for this write: only a backend bug does that.
 fn no_outcome() -> Internal {
     Internal(anyhow::anyhow!("vlob write batch gave no outcome"))
+}
+
+/// A group answered nothing for this read: only a backend bug does that.
+fn no_read_outcome() -> Internal {
+    Internal(anyhow::anyhow!("vlob read group gave no outcome"))
 }
 
 impl Actor for VlobActor {
@@ -265,7 +313,23 @@ impl Handler<UpdateVlob> for VlobActor {
     }
 }
 
-backend_handler!(VlobActor, ReadVlob, |b, m| b.read(&m.org, &m.user, &m.req).await);
+impl Handler<ReadVlob> for VlobActor {
+    type Result = ResponseFuture<Result<VlobVersionRead, VlobReadError>>;
+    fn handle(&mut self, m: ReadVlob, ctx: &mut Self::Context) -> Self::Result {
+        let Some(reads) = self.reads.as_mut() else {
+            let backend = self.backend.clone();
+            return Box::pin(async move { backend.read(&m.org, &m.user, &m.req).await });
+        };
+        let outcome = reads.push(VlobToRead {
+            org: m.org,
+            user: m.user,
+            req: m.req,
+        });
+        self.start_reads(ctx);
+        Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_read_outcome().into())) })
+    }
+}
+
 backend_handler!(VlobActor, PollVlobChanges, |b, m| {
     b.poll_changes(&m.org, &m.user, m.req.realm_id, m.req.last_checkpoint)
         .await

@@ -492,6 +492,14 @@ pub fn distinct_vlobs(writes: &[VlobWrite]) -> bool {
     writes.iter().all(|w| seen.insert(w.vlob_id()))
 }
 
+/// One `vlob_read` of a group (see [`VlobBackend::read_group`]).
+#[derive(Debug)]
+pub struct VlobToRead {
+    pub org: OrganizationId,
+    pub user: UserId,
+    pub req: VlobRead,
+}
+
 /// Vlobs: versions, the realm change log, and re-encryption batches.
 #[async_trait]
 pub trait VlobBackend: Send + Sync {
@@ -505,6 +513,17 @@ pub trait VlobBackend: Send + Sync {
     async fn create(&self, org: &OrganizationId, author: &DeviceId, req: &VlobCreate) -> Result<u64, VlobCreateError>;
     async fn read(&self, org: &OrganizationId, user: &UserId, req: &VlobRead)
     -> Result<VlobVersionRead, VlobReadError>;
+    /// Whether concurrent reads are worth gathering into
+    /// [`VlobBackend::read_group`] calls (a statement for many reads).
+    fn groups_reads(&self) -> bool {
+        false
+    }
+    /// Runs `reads` with the outcomes `read` would give each, in order.
+    /// The default runs the reads concurrently.
+    async fn read_group(&self, reads: Vec<VlobToRead>) -> Vec<Result<VlobVersionRead, VlobReadError>> {
+        let reads = reads.iter().map(|r| self.read(&r.org, &r.user, &r.req));
+        futures_util::future::join_all(reads).await
+    }
     /// Writes the next version; returns the new checkpoint and the realm (for the event).
     async fn update(
         &self,

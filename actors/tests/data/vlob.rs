@@ -260,3 +260,63 @@ async fn losing_the_role_stops_writes_and_reads() {
     let rep = env.vlob_read(&alice, id, 1, None, None).await;
     assert_eq!(field(&rep, "author"), &Value::from("bob@dev1"));
 }
+
+/// Reads sent together (on PostgreSQL they go in groups: one statement for
+/// many) each get the outcome they would get alone, whichever way each one
+/// chooses its version.
+#[actix_web::test]
+async fn reads_sent_together_get_their_own_outcomes() {
+    let (env, alice) = Env::start().await;
+    let bob = env.add_user("bob@dev1", UserProfile::Standard).await;
+    let carol = env.add_user("carol@dev1", UserProfile::Standard).await;
+    let (realm_id, _) = env.create_realm(&alice).await;
+    env.share(&alice, realm_id, &bob, Some(RealmRole::Reader), at(-4)).await;
+    // Vlob i has i + 1 versions, written at t1 (version 1) and now.
+    let t1 = at(-2);
+    let mut vlobs = Vec::new();
+    for i in 0..6i64 {
+        let id = Uuid::new_v4();
+        assert_bare(&env.vlob_create(&alice, realm_id, id, t1, b"v1").await, "ok");
+        for version in 2..=i + 1 {
+            let blob = format!("v{version}");
+            assert_bare(
+                &env.vlob_update(&alice, id, 1, version, now(), blob.as_bytes()).await,
+                "ok",
+            );
+        }
+        vlobs.push((id, i + 1));
+    }
+    // (reader, vlob, revision, version, timestamp, expected version or refusal)
+    type Case<'a> = (&'a Dev, Uuid, i64, Option<i64>, Option<DateTime>, Result<i64, &'a str>);
+    let mut cases: Vec<Case> = Vec::new();
+    for (i, &(id, last)) in vlobs.iter().enumerate() {
+        let reader = if i % 2 == 0 { &alice } else { &bob };
+        cases.push((reader, id, 1, None, None, Ok(last)));
+        cases.push((reader, id, 1, Some(1), None, Ok(1)));
+        cases.push((reader, id, 1, Some(last), Some(t1), Ok(last)));
+        cases.push((reader, id, 1, None, Some(t1), Ok(1)));
+        cases.push((reader, id, 1, Some(last + 1), None, Err("bad_version")));
+        cases.push((reader, id, 1, None, Some(t1.add_micros(-1)), Err("bad_version")));
+        cases.push((reader, id, 2, None, None, Err("bad_encryption_revision")));
+        cases.push((&carol, id, 1, None, None, Err("not_allowed")));
+        cases.push((&alice, Uuid::new_v4(), 1, None, None, Err("not_found")));
+    }
+    let reps = futures_util::future::join_all(
+        cases
+            .iter()
+            .map(|(dev, id, revision, version, t, _)| env.vlob_read(dev, *id, *revision, *version, *t)),
+    )
+    .await;
+    for ((_, _, _, _, _, expected), rep) in cases.iter().zip(&reps) {
+        match expected {
+            Ok(version) => {
+                assert_eq!(status(rep), "ok", "{rep:?}");
+                assert_eq!(int(rep, "version"), *version);
+                let blob = format!("v{version}");
+                assert_eq!(bin(rep, "blob"), blob.as_bytes());
+            }
+            Err("not_found") => assert_eq!(status(rep), "not_found", "{rep:?}"),
+            Err(refusal) => assert_bare(rep, refusal),
+        }
+    }
+}

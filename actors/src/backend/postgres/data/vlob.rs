@@ -30,32 +30,6 @@ async fn find_vlob(c: &mut Conn, org: i64, vlob_id: Uuid) -> Result<Option<(i64,
         .optional()?)
 }
 
-/// `vlob_read` as one statement (see "One-statement reads" in `data.rs`):
-/// $1 organization, $2 user, $3 vlob, $4 encryption revision, and in
-/// `which_version` (an `AND …` on the atom `a`, or nothing: the latest) $5.
-///
-/// The atom is only looked for when the requester has a role (`lr.role`):
-/// without one the answer is `NotAllowed` whatever it is.
-fn read_sql(which_version: &str) -> String {
-    format!(
-        "SELECT v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
-           w.version, w.blob, w.author, w.created_on, \
-           alr.role AS author_role, alr.certified_on AS author_role_on \
-         {FROM_REQUESTER} \
-         LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = $3 \
-         LEFT JOIN realm r ON r._id = v.realm \
-         {REQUESTER_ROLE} \
-         LEFT JOIN LATERAL (SELECT a.version, a.blob, a.created_on, d.device_id AS author, d.user_ AS author_user \
-           FROM vlob_atom a JOIN device d ON d._id = a.author \
-           WHERE lr.role IS NOT NULL AND a.vlob = v._id AND a.encryption_revision = $4 {which_version} \
-           ORDER BY a.version DESC LIMIT 1) w ON TRUE \
-         LEFT JOIN LATERAL (SELECT rr.role, rr.certified_on FROM realm_user_role rr \
-           WHERE rr.realm = r._id AND rr.user_ = w.author_user \
-           ORDER BY rr.certified_on DESC LIMIT 1) alr ON TRUE \
-         WHERE o.organization_id = $1"
-    )
-}
-
 /// Stores a version written by `author` at the realm's current revision and
 /// logs the change; returns the new checkpoint. The realm row is locked.
 async fn write_version(
@@ -162,81 +136,33 @@ impl VlobBackend for PgStore {
         user: &UserId,
         req: &VlobRead,
     ) -> Result<VlobVersionRead, VlobReadError> {
-        use VlobReadError as E;
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = Nullable<BigInt>)]
-            vlob: Option<i64>,
-            #[diesel(embed)]
-            realm: MaybeRealmRow,
-            #[diesel(sql_type = Nullable<Text>)]
-            requester_role: Option<String>,
-            #[diesel(sql_type = Nullable<Int4>)]
-            version: Option<i32>,
-            #[diesel(sql_type = Nullable<Bytea>)]
-            blob: Option<Vec<u8>>,
-            #[diesel(sql_type = Nullable<Text>)]
-            author: Option<String>,
-            #[diesel(sql_type = Nullable<Timestamptz>)]
-            created_on: Option<Ts>,
-            #[diesel(sql_type = Nullable<Text>)]
-            author_role: Option<String>,
-            #[diesel(sql_type = Nullable<Timestamptz>)]
-            author_role_on: Option<Ts>,
+        // A group of one: the same statement.
+        let read = VlobToRead {
+            org: org.clone(),
+            user: user.clone(),
+            req: req.clone(),
+        };
+        let mut outcomes = read_group_statement(self, std::slice::from_ref(&read)).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(unexpected("group read gave no outcome").into()))
+    }
+
+    fn groups_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_group(&self, reads: Vec<VlobToRead>) -> Vec<Result<VlobVersionRead, VlobReadError>> {
+        match read_group_statement(self, &reads).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if reads.len() > 1 => {
+                // Whatever failed, each read on its own gets its own outcome.
+                log::warn!("group of {} vlob reads: {e:#}; reading one by one", reads.len());
+                let each = reads.iter().map(|r| VlobBackend::read(self, &r.org, &r.user, &r.req));
+                futures_util::future::join_all(each).await
+            }
+            Err(e) => vec![Err(e.into())],
         }
-        // One statement per way of choosing the version ($5).
-        static SQL: LazyLock<[String; 3]> =
-            LazyLock::new(|| ["AND a.version = $5", "AND a.created_on <= $5", ""].map(read_sql));
-        let version;
-        let timestamp;
-        let (sql, wanted): (&str, Option<&dyn BindValue>) = match (req.version, req.timestamp) {
-            (Some(v), _) => {
-                version = bind::<BigInt, _>(v);
-                (&SQL[0], Some(&version))
-            }
-            (None, Some(t)) => {
-                timestamp = bind::<Timestamptz, _>(ts(t));
-                (&SQL[1], Some(&timestamp))
-            }
-            (None, None) => (&SQL[2], None),
-        };
-        let org_id = bind::<Text, _>(org.as_str());
-        let user_id = bind::<Text, _>(user.as_str());
-        let vlob_id = bind::<diesel::sql_types::Uuid, _>(req.vlob_id);
-        let revision = bind::<BigInt, _>(req.encryption_revision);
-        let binds: &[&dyn BindValue] = match wanted {
-            Some(wanted) => &[&org_id, &user_id, &vlob_id, &revision, wanted],
-            None => &[&org_id, &user_id, &vlob_id, &revision],
-        };
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = prepared(sql, binds).get_result(&mut conn).await.optional()?;
-        drop(conn);
-        let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
-        // In the order of the checks of `create` and `update`.
-        row.vlob.ok_or(E::VlobNotFound)?;
-        decide_access(
-            row.realm.into_realm()?,
-            row.requester_role,
-            OperationKind::DataRead,
-            Some(req.encryption_revision),
-            can_read,
-        )?;
-        // The realm check accepted it: the current or the previous revision.
-        i32::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
-        let Some(version) = row.version else {
-            return Err(E::BadVersion);
-        };
-        let (Some(blob), Some(author), Some(created_on)) = (row.blob, row.author, row.created_on) else {
-            return Err(unexpected("vlob atom without blob, author or date").into());
-        };
-        parse_role(row.author_role)?;
-        Ok(VlobVersionRead {
-            version: unsigned(version)?,
-            blob,
-            author: parse_id(&author)?,
-            timestamp: dt(created_on),
-            author_last_role_granted_on: row.author_role_on.map(dt),
-        })
     }
 
     async fn update(
@@ -570,4 +496,135 @@ impl VlobBackend for PgStore {
         })
         .await
     }
+}
+
+/// A row of [`read_group_statement`].
+#[derive(QueryableByName)]
+struct ReadRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    vlob: Option<i64>,
+    #[diesel(embed)]
+    realm: MaybeRealmRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    requester_role: Option<String>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    version: Option<i32>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    blob: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    author: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    created_on: Option<Ts>,
+    #[diesel(sql_type = Nullable<Text>)]
+    author_role: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    author_role_on: Option<Ts>,
+}
+
+/// `vlob_read` of every read of `reads` in one statement (see "One-statement
+/// reads" in `data.rs`): $1 organizations, $2 requesters, $3 vlobs, $4
+/// encryption revisions, $5 versions and $6 timestamps (NULL: not asked);
+/// one row per read, with its ordinal `n`.
+///
+/// The atom taken is the highest version at the revision that is at most
+/// the one asked for and, when a timestamp is asked for, created at or
+/// before it: a version asked for that does not exist is the lower one
+/// found, which [`judge_read`] refuses. It is only looked for when the
+/// requester has a role (`lr.role`): without one the answer is `NotAllowed`
+/// whatever it is.
+async fn read_group_statement(
+    store: &PgStore,
+    reads: &[VlobToRead],
+) -> Result<Vec<Result<VlobVersionRead, VlobReadError>>, Internal> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], \
+               $5::bigint[], $6::timestamptz[]) \
+               WITH ORDINALITY AS t(org_id, user_id, vlob_id, revision, version, at, n)) \
+             SELECT req.n, v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
+               w.version, w.blob, w.author, w.created_on, \
+               alr.role AS author_role, alr.certified_on AS author_role_on \
+             FROM req JOIN organization o ON o.organization_id = req.org_id \
+             LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = req.user_id \
+             LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = req.vlob_id \
+             LEFT JOIN realm r ON r._id = v.realm \
+             {REQUESTER_ROLE} \
+             LEFT JOIN LATERAL (SELECT a.version, a.blob, a.created_on, d.device_id AS author, \
+                 d.user_ AS author_user \
+               FROM vlob_atom a JOIN device d ON d._id = a.author \
+               WHERE lr.role IS NOT NULL AND a.vlob = v._id AND a.encryption_revision = req.revision \
+                 AND a.version <= coalesce(req.version, 2147483647) \
+                 AND (req.at IS NULL OR a.created_on <= req.at) \
+               ORDER BY a.version DESC LIMIT 1) w ON TRUE \
+             LEFT JOIN LATERAL (SELECT rr.role, rr.certified_on FROM realm_user_role rr \
+               WHERE rr.realm = r._id AND rr.user_ = w.author_user \
+               ORDER BY rr.certified_on DESC LIMIT 1) alr ON TRUE"
+        )
+    });
+    // An exact version wins over a timestamp (commands.md §9.3).
+    let at = |r: &VlobToRead| r.req.timestamp.filter(|_| r.req.version.is_none()).map(ts);
+    let mut conn = store.conn().await?;
+    let rows: Vec<ReadRow> = prepared(
+        &SQL,
+        &[
+            &bind::<Array<Text>, _>(reads.iter().map(|r| r.org.as_str()).collect::<Vec<_>>()),
+            &bind::<Array<Text>, _>(reads.iter().map(|r| r.user.as_str()).collect::<Vec<_>>()),
+            &bind::<Array<diesel::sql_types::Uuid>, _>(reads.iter().map(|r| r.req.vlob_id).collect::<Vec<_>>()),
+            &bind::<Array<BigInt>, _>(reads.iter().map(|r| r.req.encryption_revision).collect::<Vec<_>>()),
+            &bind::<Array<Nullable<BigInt>>, _>(reads.iter().map(|r| r.req.version).collect::<Vec<_>>()),
+            &bind::<Array<Nullable<Timestamptz>>, _>(reads.iter().map(at).collect::<Vec<_>>()),
+        ],
+    )
+    .load(&mut conn)
+    .await?;
+    drop(conn);
+    let mut rows_by_read: Vec<Option<ReadRow>> = reads.iter().map(|_| None).collect();
+    for row in rows {
+        let slot = usize::try_from(row.n - 1)
+            .ok()
+            .and_then(|i| rows_by_read.get_mut(i))
+            .ok_or_else(|| unexpected("group read answered an unknown request"))?;
+        *slot = Some(row);
+    }
+    Ok(rows_by_read
+        .into_iter()
+        .zip(reads)
+        .map(|(row, read)| judge_read(row, &read.req))
+        .collect())
+}
+
+/// The rules of `vlob_read` (commands.md §9.3) applied to its row, in the
+/// order of the checks of `create` and `update`.
+fn judge_read(row: Option<ReadRow>, req: &VlobRead) -> Result<VlobVersionRead, VlobReadError> {
+    use VlobReadError as E;
+    let row = row.ok_or_else(|| unexpected("organization of an authenticated user not found"))?;
+    row.vlob.ok_or(E::VlobNotFound)?;
+    decide_access(
+        row.realm.into_realm()?,
+        row.requester_role,
+        OperationKind::DataRead,
+        Some(req.encryption_revision),
+        can_read,
+    )?;
+    // The realm check accepted it: the current or the previous revision.
+    i32::try_from(req.encryption_revision).map_err(|_| E::BadEncryptionRevision)?;
+    let Some(version) = row
+        .version
+        .filter(|v| req.version.is_none_or(|asked| asked == i64::from(*v)))
+    else {
+        return Err(E::BadVersion);
+    };
+    let (Some(blob), Some(author), Some(created_on)) = (row.blob, row.author, row.created_on) else {
+        return Err(unexpected("vlob atom without blob, author or date").into());
+    };
+    parse_role(row.author_role)?;
+    Ok(VlobVersionRead {
+        version: unsigned(version)?,
+        blob,
+        author: parse_id(&author)?,
+        timestamp: dt(created_on),
+        author_last_role_granted_on: row.author_role_on.map(dt),
+    })
 }
