@@ -25,18 +25,63 @@ use parsec_protocol::value::{self, Value};
 use crate::backend::*;
 use crate::client::AuthenticatedClient;
 use crate::event::Event;
+use crate::grouping::{Grouping, answer};
 use crate::organization::{check_redacted_device, check_redacted_user};
 use crate::{Actors, backend_handler};
+
+/// Most groups of handshake lookups running at once (see
+/// [`crate::vlob::READ_GROUPS_IN_FLIGHT`]).
+pub const LOOKUP_GROUPS_IN_FLIGHT: usize = 2;
+
+/// Most handshake lookups in one group.
+pub const MAX_LOOKUP_GROUP: usize = 32;
 
 /// Owns the user backend.
 pub struct UserActor {
     backend: Arc<dyn UserBackend>,
+    /// Handshake lookups waiting for a group slot, when they go in groups
+    /// ([`UserBackend::groups_identity_lookups`]: on PostgreSQL one
+    /// statement for many handshakes costs the database far less than one
+    /// each). A lone lookup goes at once.
+    lookups: Option<Grouping<(OrganizationId, DeviceId), Result<HandshakeIdentity, UserLookupError>>>,
 }
 
 impl UserActor {
     pub fn new(backend: Arc<dyn UserBackend>) -> Self {
-        Self { backend }
+        let lookups = backend
+            .groups_identity_lookups()
+            .then(|| Grouping::new(LOOKUP_GROUPS_IN_FLIGHT));
+        Self { backend, lookups }
     }
+
+    /// Starts groups of lookups while slots are free: arrival order, at
+    /// most [`MAX_LOOKUP_GROUP`].
+    fn start_lookups(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let mut count = 0;
+            let admit = |_: &(OrganizationId, DeviceId)| {
+                count += 1;
+                count <= MAX_LOOKUP_GROUP
+            };
+            let Some((lookups, replies)) = self.lookups.as_mut().and_then(|l| l.next(admit)) else {
+                return;
+            };
+            let backend = self.backend.clone();
+            let run = async move { backend.handshake_identities(lookups).await };
+            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
+                answer(replies, outcomes, || Err(no_lookup_outcome().into()));
+                if let Some(lookups) = act.lookups.as_mut() {
+                    lookups.done();
+                }
+                act.start_lookups(ctx);
+            }));
+        }
+    }
+}
+
+/// A group answered nothing for this lookup: only a backend bug does that.
+fn no_lookup_outcome() -> Internal {
+    Internal(anyhow::anyhow!("handshake lookup group gave no outcome"))
 }
 
 impl Actor for UserActor {
@@ -93,9 +138,18 @@ pub struct FindHumans {
     pub query: HumanFindQuery,
 }
 
-backend_handler!(UserActor, GetHandshakeIdentity, |b, m| b
-    .handshake_identity(&m.org, &m.device_id)
-    .await);
+impl Handler<GetHandshakeIdentity> for UserActor {
+    type Result = ResponseFuture<Result<HandshakeIdentity, UserLookupError>>;
+    fn handle(&mut self, m: GetHandshakeIdentity, ctx: &mut Self::Context) -> Self::Result {
+        let Some(lookups) = self.lookups.as_mut() else {
+            let backend = self.backend.clone();
+            return Box::pin(async move { backend.handshake_identity(&m.org, &m.device_id).await });
+        };
+        let outcome = lookups.push((m.org, m.device_id));
+        self.start_lookups(ctx);
+        Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_lookup_outcome().into())) })
+    }
+}
 backend_handler!(UserActor, GetUserWithTrustchain, |b, m| b
     .get_user_with_trustchain(&m.org, &m.user_id)
     .await);

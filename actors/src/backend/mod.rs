@@ -222,6 +222,20 @@ pub trait UserBackend: Send + Sync {
         org: &OrganizationId,
         device_id: &DeviceId,
     ) -> Result<HandshakeIdentity, UserLookupError>;
+    /// Whether concurrent handshake lookups are worth gathering into
+    /// [`UserBackend::handshake_identities`] calls (a statement for many).
+    fn groups_identity_lookups(&self) -> bool {
+        false
+    }
+    /// `handshake_identity` of each (organization, device), in order. The
+    /// default runs the lookups concurrently.
+    async fn handshake_identities(
+        &self,
+        lookups: Vec<(OrganizationId, DeviceId)>,
+    ) -> Vec<Result<HandshakeIdentity, UserLookupError>> {
+        let each = lookups.iter().map(|(org, device)| self.handshake_identity(org, device));
+        futures_util::future::join_all(each).await
+    }
     /// For `user_get`: the user, its devices, and its certification trustchain.
     async fn get_user_with_trustchain(
         &self,

@@ -176,3 +176,77 @@ async fn trustchain_carries_revocations() {
     assert_eq!(field(trustchain, "users").as_array().unwrap().len(), 2);
     assert_eq!(field(trustchain, "devices").as_array().unwrap().len(), 2);
 }
+
+/// Handshake lookups sent together (on PostgreSQL they go in groups: one
+/// statement for many) each get the identity, or the refusal, they would
+/// get alone.
+#[actix_web::test]
+async fn handshake_lookups_sent_together_get_their_own_outcomes() {
+    let (env, alice) = Env::start().await;
+    let bob = env
+        .create_user(
+            &alice,
+            "bob@laptop",
+            human("bob@example.com", "Bob"),
+            UserProfile::Standard,
+        )
+        .await;
+    let carol = env
+        .create_user(&alice, "carol@laptop", None, UserProfile::Outsider)
+        .await;
+    assert_eq!(status(&env.revoke(&alice, &carol.user_id(), at(-1)).await), "ok");
+    let other_org = OrganizationId::parse("NoSuchOrg").unwrap();
+    let unknown_device = DeviceId::parse("bob@phone").unwrap();
+    // (organization, device, expected user and profile, revoked; None: not found)
+    type Case = (OrganizationId, DeviceId, Option<(UserId, UserProfile, bool)>);
+    let mut cases: Vec<Case> = Vec::new();
+    for _ in 0..4 {
+        cases.push((
+            env.org.clone(),
+            alice.device_id(),
+            Some((alice.user_id(), UserProfile::Admin, false)),
+        ));
+        cases.push((
+            env.org.clone(),
+            bob.device_id(),
+            Some((bob.user_id(), UserProfile::Standard, false)),
+        ));
+        cases.push((
+            env.org.clone(),
+            carol.device_id(),
+            Some((carol.user_id(), UserProfile::Outsider, true)),
+        ));
+        cases.push((env.org.clone(), unknown_device.clone(), None));
+        cases.push((other_org.clone(), alice.device_id(), None));
+    }
+    let lookups = cases.iter().map(|(org, device_id, _)| {
+        env.actors.user.send(GetHandshakeIdentity {
+            org: org.clone(),
+            device_id: device_id.clone(),
+        })
+    });
+    let outcomes = futures_util::future::join_all(lookups).await;
+    for ((_, device_id, expected), outcome) in cases.iter().zip(outcomes) {
+        match (expected, outcome.unwrap()) {
+            (Some((user_id, profile, revoked)), Ok(id)) => {
+                assert_eq!(&id.device_id, device_id);
+                assert_eq!(&id.user_id, user_id);
+                assert_eq!(id.profile, *profile);
+                assert_eq!(id.is_revoked(DateTime::now()), *revoked);
+            }
+            (None, Err(UserLookupError::NotFound)) => {}
+            (expected, outcome) => panic!("{device_id}: expected {expected:?}, got {outcome:?}"),
+        }
+    }
+    let bob_id = env
+        .actors
+        .user
+        .send(GetHandshakeIdentity {
+            org: env.org.clone(),
+            device_id: bob.device_id(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob_id.human_handle, human("bob@example.com", "Bob"));
+}

@@ -267,60 +267,35 @@ impl UserBackend for PgStore {
         org: &OrganizationId,
         device_id: &DeviceId,
     ) -> Result<HandshakeIdentity, UserLookupError> {
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = Nullable<Bytea>)]
-            root_verify_key: Option<Vec<u8>>,
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            is_expired: bool,
-            #[diesel(sql_type = Text)]
-            profile: String,
-            #[diesel(sql_type = Nullable<Text>)]
-            human_email: Option<String>,
-            #[diesel(sql_type = Nullable<Text>)]
-            human_label: Option<String>,
-            #[diesel(sql_type = Nullable<Timestamptz>)]
-            revoked_on: Option<Ts>,
-            #[diesel(sql_type = Nullable<Text>)]
-            device_label: Option<String>,
-            #[diesel(sql_type = Bytea)]
-            verify_key: Vec<u8>,
+        // A group of one: the same statement.
+        let lookup = [(org.clone(), device_id.clone())];
+        let mut outcomes = identities_statement(self, &lookup).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Internal(anyhow::anyhow!("lookup gave no outcome")).into()))
+    }
+
+    fn groups_identity_lookups(&self) -> bool {
+        true
+    }
+
+    async fn handshake_identities(
+        &self,
+        lookups: Vec<(OrganizationId, DeviceId)>,
+    ) -> Vec<Result<HandshakeIdentity, UserLookupError>> {
+        match identities_statement(self, &lookups).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if lookups.len() > 1 => {
+                // Whatever failed, each lookup on its own gets its own outcome.
+                log::warn!(
+                    "group of {} handshake lookups: {e:#}; looking up one by one",
+                    lookups.len()
+                );
+                let each = lookups.iter().map(|(org, device)| self.handshake_identity(org, device));
+                futures_util::future::join_all(each).await
+            }
+            Err(e) => vec![Err(e.into())],
         }
-        // One statement (one snapshot, one round trip, prepared once per
-        // connection), no transaction, and only the columns the handshake
-        // checks. No row: no such organization, device or user.
-        const SQL: &str = "SELECT o.root_verify_key, o.is_expired, u.profile, u.human_email, u.human_label, \
-             u.revoked_on, d.device_label, d.verify_key \
-             FROM organization o \
-             JOIN device d ON d.organization = o._id AND d.device_id = $2 \
-             JOIN user_ u ON u.organization = o._id AND u.user_id = $3 \
-             WHERE o.organization_id = $1";
-        let user_id = device_id.user_id();
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = super::prepared(
-            SQL,
-            &[
-                &super::bind::<Text, _>(org.as_str()),
-                &super::bind::<Text, _>(device_id.as_str()),
-                &super::bind::<Text, _>(user_id.as_str()),
-            ],
-        )
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        drop(conn);
-        let row = row.ok_or(UserLookupError::NotFound)?;
-        Ok(HandshakeIdentity {
-            root_verify_key: row.root_verify_key.as_deref().map(key32).transpose()?,
-            organization_expired: row.is_expired,
-            user_id,
-            human_handle: human(row.human_email, row.human_label),
-            profile: parse_profile(&row.profile)?,
-            revoked_on: row.revoked_on.map(dt),
-            device_id: device_id.clone(),
-            device_label: row.device_label.as_deref().map(parse_id).transpose()?,
-            verify_key: key32(&row.verify_key)?,
-        })
     }
 
     async fn get_user_with_trustchain(
@@ -489,4 +464,83 @@ impl UserBackend for PgStore {
             .collect::<Result<Vec<_>, Internal>>()?;
         Ok(human_find::find(rows, query))
     }
+}
+
+/// What the authenticated handshake checks of each (organization, device)
+/// of `lookups`, in one statement (one snapshot, one round trip, prepared
+/// once per connection) and no transaction: $1 organizations, $2 devices,
+/// $3 their users; one row per lookup that found its organization, device
+/// and user, with its ordinal `n`. No row: `NotFound`.
+async fn identities_statement(
+    store: &PgStore,
+    lookups: &[(OrganizationId, DeviceId)],
+) -> Result<Vec<Result<HandshakeIdentity, UserLookupError>>, Internal> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Nullable<Bytea>)]
+        root_verify_key: Option<Vec<u8>>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        is_expired: bool,
+        #[diesel(sql_type = Text)]
+        profile: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        human_email: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        human_label: Option<String>,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        revoked_on: Option<Ts>,
+        #[diesel(sql_type = Nullable<Text>)]
+        device_label: Option<String>,
+        #[diesel(sql_type = Bytea)]
+        verify_key: Vec<u8>,
+    }
+    // Each lookup is a LIMIT 1 lateral, planned on its own as index probes:
+    // a plain join over the unnest was planned as a hash join over the
+    // whole organization table.
+    const SQL: &str = "SELECT req.n, x.* \
+         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS req(org_id, device_id, user_id, n) \
+         CROSS JOIN LATERAL (SELECT o.root_verify_key, o.is_expired, u.profile, u.human_email, u.human_label, \
+           u.revoked_on, d.device_label, d.verify_key \
+           FROM organization o \
+           JOIN device d ON d.organization = o._id AND d.device_id = req.device_id \
+           JOIN user_ u ON u.organization = o._id AND u.user_id = req.user_id \
+           WHERE o.organization_id = req.org_id LIMIT 1) x";
+    let users: Vec<UserId> = lookups.iter().map(|(_, device)| device.user_id()).collect();
+    let mut conn = store.conn().await?;
+    let rows: Vec<Row> = super::prepared(
+        SQL,
+        &[
+            &super::bind::<Array<Text>, _>(lookups.iter().map(|(org, _)| org.as_str()).collect::<Vec<_>>()),
+            &super::bind::<Array<Text>, _>(lookups.iter().map(|(_, device)| device.as_str()).collect::<Vec<_>>()),
+            &super::bind::<Array<Text>, _>(users.iter().map(UserId::as_str).collect::<Vec<_>>()),
+        ],
+    )
+    .load(&mut conn)
+    .await?;
+    drop(conn);
+    let mut outcomes: Vec<Result<HandshakeIdentity, UserLookupError>> =
+        lookups.iter().map(|_| Err(UserLookupError::NotFound)).collect();
+    for row in rows {
+        let i = usize::try_from(row.n - 1)
+            .ok()
+            .filter(|i| *i < lookups.len())
+            .ok_or_else(|| Internal(anyhow::anyhow!("lookup group answered an unknown request")))?;
+        let (device_id, user_id) = (&lookups[i].1, &users[i]);
+        outcomes[i] = (|| {
+            Ok(HandshakeIdentity {
+                root_verify_key: row.root_verify_key.as_deref().map(key32).transpose()?,
+                organization_expired: row.is_expired,
+                user_id: user_id.clone(),
+                human_handle: human(row.human_email, row.human_label),
+                profile: parse_profile(&row.profile)?,
+                revoked_on: row.revoked_on.map(dt),
+                device_id: device_id.clone(),
+                device_label: row.device_label.as_deref().map(parse_id).transpose()?,
+                verify_key: key32(&row.verify_key)?,
+            })
+        })();
+    }
+    Ok(outcomes)
 }
