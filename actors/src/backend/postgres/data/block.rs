@@ -105,8 +105,9 @@ fn judge_create(row: Option<CreateCheckRow>) -> Result<(Author, i64), BlockCreat
 /// The statement of [`create_group_in_own_database`]: the checks of
 /// [`CREATE_CHECK`] for arrays of requests ($1 organizations, $2 authors, $3
 /// realms, $4 block ids, $5 bytes, $6 sizes; $7 the writer roles, $8
-/// `created_on`), one row per request with its ordinal `n`, and the bytes and
-/// the metadata of those allowed. `allowed` restates `judge_create`'s rules
+/// `created_on`), one row per request with its ordinal `n` (each request's
+/// checks a LIMIT 1 lateral, planned on its own as index probes), and the
+/// bytes and the metadata of those allowed. `allowed` restates `judge_create`'s rules
 /// in SQL; the statement inserts only when they hold on its snapshot, so a
 /// refused request stores nothing. No `block` lookup: an id already taken
 /// shows as allowed but not inserted.
@@ -114,13 +115,15 @@ static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $6::int4[]) \
            WITH ORDINALITY AS t(org_id, device_id, realm_id, block_id, size, n)), \
-         chk AS (SELECT req.n, req.block_id AS new_block, o._id AS org, d._id AS device, d.user_, \
+         chk AS (SELECT req.n, req.block_id AS new_block, x.* FROM req CROSS JOIN LATERAL ( \
+           SELECT o._id AS org, d._id AS device, d.user_, \
            NULL::bigint AS block, {REALM_COLUMNS}, lr.role AS requester_role \
-           FROM req JOIN organization o ON o.organization_id = req.org_id \
+           FROM organization o \
            LEFT JOIN device d ON d.organization = o._id AND d.device_id = req.device_id \
            LEFT JOIN user_ u ON u._id = d.user_ \
            LEFT JOIN realm r ON r.organization = o._id AND r.realm_id = req.realm_id \
-           {REQUESTER_ROLE}), \
+           {REQUESTER_ROLE} \
+           WHERE o.organization_id = req.org_id LIMIT 1) x), \
          allowed AS (SELECT n, new_block, org, device, realm_pk FROM chk \
            WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
            AND maintenance_type IS NULL AND requester_role = ANY($7)), \
@@ -421,8 +424,10 @@ static READ_CHECK: LazyLock<String> = LazyLock::new(|| {
 /// Reads whose store is the `block_data` table of this database: the checks
 /// of [`READ_CHECK`] and the bytes of every read in one statement ($1
 /// organizations, $2 requesters, $3 block ids; one row per read, with its
-/// ordinal `n`). The bytes come only for a member of the realm (whatever
-/// else refuses, they are dropped).
+/// ordinal `n`). Each read is a LIMIT 1 lateral, planned on its own as
+/// index probes (a plain join over the unnest can be planned as hash joins
+/// over whole tables). The bytes come only for a member of the realm
+/// (whatever else refuses, they are dropped).
 async fn read_group_in_own_database(
     store: &PgStore,
     blocks: &[BlockToRead],
@@ -438,16 +443,17 @@ async fn read_group_in_own_database(
     }
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) \
-               WITH ORDINALITY AS t(org_id, user_id, block_id, n)) \
-             SELECT req.n, b._id AS block, {REALM_COLUMNS}, lr.role AS requester_role, bd.data \
-             FROM req JOIN organization o ON o.organization_id = req.org_id \
+            "SELECT req.n, x.* \
+             FROM unnest($1::text[], $2::text[], $3::uuid[]) WITH ORDINALITY AS req(org_id, user_id, block_id, n) \
+             CROSS JOIN LATERAL (SELECT b._id AS block, {REALM_COLUMNS}, lr.role AS requester_role, bd.data \
+             FROM organization o \
              LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = req.user_id \
              LEFT JOIN block b ON b.organization = o._id AND b.block_id = req.block_id \
              LEFT JOIN realm r ON r._id = b.realm \
              {REQUESTER_ROLE} \
              LEFT JOIN block_data bd ON lr.role IS NOT NULL \
-               AND bd.organization_id = req.org_id AND bd.block_id = req.block_id"
+               AND bd.organization_id = req.org_id AND bd.block_id = req.block_id \
+             WHERE o.organization_id = req.org_id LIMIT 1) x"
         )
     });
     let mut conn = store.conn().await?;

@@ -526,7 +526,9 @@ struct ReadRow {
 /// `vlob_read` of every read of `reads` in one statement (see "One-statement
 /// reads" in `data.rs`): $1 organizations, $2 requesters, $3 vlobs, $4
 /// encryption revisions, $5 versions and $6 timestamps (NULL: not asked);
-/// one row per read, with its ordinal `n`.
+/// one row per read, with its ordinal `n`. Each read is a LIMIT 1 lateral,
+/// planned on its own as index probes (a plain join over the unnest can be
+/// planned as hash joins over whole tables).
 ///
 /// The atom taken is the highest version at the revision that is at most
 /// the one asked for and, when a timestamp is asked for, created at or
@@ -540,13 +542,13 @@ async fn read_group_statement(
 ) -> Result<Vec<Result<VlobVersionRead, VlobReadError>>, Internal> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], \
-               $5::bigint[], $6::timestamptz[]) \
-               WITH ORDINALITY AS t(org_id, user_id, vlob_id, revision, version, at, n)) \
-             SELECT req.n, v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
+            "SELECT req.n, x.* \
+             FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::bigint[], $6::timestamptz[]) \
+               WITH ORDINALITY AS req(org_id, user_id, vlob_id, revision, version, at, n) \
+             CROSS JOIN LATERAL (SELECT v._id AS vlob, {REALM_COLUMNS}, lr.role AS requester_role, \
                w.version, w.blob, w.author, w.created_on, \
                alr.role AS author_role, alr.certified_on AS author_role_on \
-             FROM req JOIN organization o ON o.organization_id = req.org_id \
+             FROM organization o \
              LEFT JOIN user_ u ON u.organization = o._id AND u.user_id = req.user_id \
              LEFT JOIN vlob v ON v.organization = o._id AND v.vlob_id = req.vlob_id \
              LEFT JOIN realm r ON r._id = v.realm \
@@ -560,7 +562,8 @@ async fn read_group_statement(
                ORDER BY a.version DESC LIMIT 1) w ON TRUE \
              LEFT JOIN LATERAL (SELECT rr.role, rr.certified_on FROM realm_user_role rr \
                WHERE rr.realm = r._id AND rr.user_ = w.author_user \
-               ORDER BY rr.certified_on DESC LIMIT 1) alr ON TRUE"
+               ORDER BY rr.certified_on DESC LIMIT 1) alr ON TRUE \
+             WHERE o.organization_id = req.org_id LIMIT 1) x"
         )
     });
     // An exact version wins over a timestamp (commands.md §9.3).
