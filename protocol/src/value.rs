@@ -224,6 +224,11 @@ pub fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     map.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
 }
 
+/// The value [`get`] finds, to change in place.
+pub fn get_mut<'a>(map: &'a mut [(Value, Value)], key: &str) -> Option<&'a mut Value> {
+    map.iter_mut().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

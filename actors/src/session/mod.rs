@@ -277,7 +277,7 @@ impl ClientSession {
         while self.in_flight.is_none() && !self.closing {
             let Some(raw) = self.queue.pop_front() else { return };
             release_if_empty(&mut self.queue);
-            let map = match value::unpack_map(&raw) {
+            let mut map = match value::unpack_map(&raw) {
                 Ok(m) => m,
                 Err(e) => {
                     log::info!("conn={}: undecodable message ({e}), closing", self.conn_id);
@@ -287,7 +287,7 @@ impl ClientSession {
             let started = Instant::now();
             let mut cancellable = false;
             let fut: LocalBoxFuture<(String, Result<Reply, Internal>)> = match &self.phase {
-                Phase::Authenticated(client) => match authenticated::AnyReq::load(&map) {
+                Phase::Authenticated(client) => match authenticated::AnyReq::load_moving_bytes(&mut map) {
                     Err(e) => {
                         // Some profile checks come before parsing in the reference.
                         match crate::permissions::refused_before_parsing(client, &e) {

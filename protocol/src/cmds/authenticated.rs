@@ -874,6 +874,30 @@ pub enum AnyReq {
 }
 
 impl AnyReq {
+    /// [`AnyReq::load`], with the bulk bytes of `block_create` (`block`),
+    /// `vlob_create` and `vlob_update` (`blob`) moved out of `map` instead
+    /// of copied (`map` keeps empty ones). The schema only checks that they
+    /// are bytes, so the outcome is the same as `load`'s.
+    pub fn load_moving_bytes(map: &mut [(Value, Value)]) -> Result<Self, LoadError> {
+        let bulk = match cmd_name(map) {
+            Some("block_create") => "block",
+            Some("vlob_create" | "vlob_update") => "blob",
+            _ => return Self::load(map),
+        };
+        let moved = match crate::value::get_mut(map, bulk) {
+            Some(Value::Binary(bytes)) => std::mem::take(bytes),
+            _ => return Self::load(map),
+        };
+        let mut req = Self::load(map)?;
+        match &mut req {
+            AnyReq::BlockCreate(r) => r.block = moved,
+            AnyReq::VlobCreate(r) => r.blob = moved,
+            AnyReq::VlobUpdate(r) => r.blob = moved,
+            _ => {}
+        }
+        Ok(req)
+    }
+
     /// Loads a decoded request map (see the module doc of `cmds` for the steps).
     pub fn load(map: &[(Value, Value)]) -> Result<Self, LoadError> {
         use AnyReq as R;
@@ -1503,5 +1527,33 @@ mod tests {
             Err(LoadError::UnknownCommand)
         );
         assert_eq!(load(vec![]), Err(LoadError::UnknownCommand));
+    }
+
+    /// Moving the bulk bytes out gives what `load` gives, for every command
+    /// and for the refusals of the three that move bytes.
+    #[test]
+    fn loading_with_moved_bytes_is_loading() {
+        let mut cases: Vec<Vec<(&str, Value)>> = valid_requests()
+            .into_iter()
+            .map(|(cmd, fields)| with_cmd(cmd, fields))
+            .collect();
+        for (cmd, bulk) in [
+            ("block_create", "block"),
+            ("vlob_create", "blob"),
+            ("vlob_update", "blob"),
+        ] {
+            cases.push(without(cmd, bulk));
+            cases.push(variant(cmd, bulk, s("not bytes")));
+            cases.push(variant(cmd, bulk, Value::Nil));
+            cases.push(variant(cmd, "encryption_revision", s("x")));
+            cases.push(variant(cmd, "block_id", s("x")));
+        }
+        for entries in cases {
+            let Value::Map(mut m) = map(entries) else {
+                unreachable!()
+            };
+            let expected = AnyReq::load(&m);
+            assert_eq!(AnyReq::load_moving_bytes(&mut m), expected, "{m:?}");
+        }
     }
 }

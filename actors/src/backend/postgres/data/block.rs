@@ -169,7 +169,7 @@ async fn create_group_in_own_database(
             &bind::<Array<Text>, _>(blocks.iter().map(|b| b.author.as_str()).collect::<Vec<_>>()),
             &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.realm_id).collect::<Vec<_>>()),
             &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.block_id).collect::<Vec<_>>()),
-            &bind::<Array<Bytea>, _>(blocks.iter().map(|b| &b.req.block[..]).collect::<Vec<_>>()),
+            &bind::<Array<Bytea>, _>(ByteaArray(blocks.iter().map(|b| &b.req.block[..]).collect())),
             &bind::<Array<Int4>, _>(sizes),
             &bind::<Array<Text>, _>(&*WRITERS),
             &bind::<Timestamptz, _>(ts(now)),

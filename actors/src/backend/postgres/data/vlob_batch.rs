@@ -506,7 +506,7 @@ async fn store_versions(
     let (mut vlobs, mut revisions, mut versions) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut blobs, mut devices, mut stamps) = (
-        Vec::<&[u8]>::with_capacity(n),
+        ByteaArray(Vec::with_capacity(n)),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
@@ -527,7 +527,7 @@ async fn store_versions(
         vlobs.push(a.vlob.ok_or_else(|| unexpected("accepted write without vlob row"))?);
         revisions.push(realm.realm.revision());
         versions.push(a.version);
-        blobs.push(blob);
+        blobs.0.push(blob);
         devices.push(a.author.device);
         stamps.push(ts(timestamp));
         log_realms.push(a.realm);
