@@ -319,6 +319,25 @@ impl WsClient {
         self.send(&value::pack(v)).await
     }
 
+    /// Sends the map `head` with one more entry, `key` → the bytes `bulk`,
+    /// as one binary message. The bytes are copied once, into the frame,
+    /// instead of into a `Value`, then its packing, then the frame: at
+    /// 64 KiB blocks those copies were a third of the tool's time, on the
+    /// machine the server is measured on.
+    pub async fn send_with_bytes(
+        &mut self,
+        head: &[(Value, Value)],
+        key: &str,
+        bulk: &[u8],
+    ) -> Result<(), ClientError> {
+        let prefix = bulk_prefix(head, key, bulk.len());
+        self.wbuf.clear();
+        let key = rand::random::<[u8; 4]>();
+        encode_frame_parts(&mut self.wbuf, 0x2, &[&prefix, bulk], key);
+        self.stream.write_all(&self.wbuf).await?;
+        Ok(())
+    }
+
     /// Makes sure `self.buf` holds `n` bytes; false on end of stream.
     async fn fill(&mut self, n: usize) -> Result<bool, ClientError> {
         while self.buf.len() < n {
@@ -461,6 +480,17 @@ impl WsClient {
         self.recv().await
     }
 
+    /// [`WsClient::request`] of [`WsClient::send_with_bytes`]'s message.
+    pub async fn request_with_bytes(
+        &mut self,
+        head: &[(Value, Value)],
+        key: &str,
+        bulk: &[u8],
+    ) -> Result<Map, ClientError> {
+        self.send_with_bytes(head, key, bulk).await?;
+        self.recv().await
+    }
+
     /// Sends a command (`cmd` plus `fields`) and decodes its reply.
     pub async fn req(&mut self, cmd: &str, fields: Vec<(&str, Value)>) -> Result<Map, ClientError> {
         let mut all = vec![("cmd", Value::from(cmd))];
@@ -525,14 +555,87 @@ impl WsClient {
 }
 
 fn apply_mask(data: &mut [u8], key: [u8; 4]) {
-    let word = u32::from_ne_bytes(key);
-    let mut chunks = data.chunks_exact_mut(4);
+    // Eight bytes at a time: the key repeats every four.
+    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
     for c in &mut chunks {
-        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ word;
         c.copy_from_slice(&v.to_ne_bytes());
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i];
+        *b ^= key[i % 4];
+    }
+}
+
+/// The msgpack of the map `head` plus `key` → bin of `len` bytes, up to
+/// where those bytes start.
+fn bulk_prefix(head: &[(Value, Value)], key: &str, len: usize) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(64 + 16 * head.len());
+    map_header(&mut prefix, head.len() + 1);
+    for (k, v) in head {
+        prefix.extend_from_slice(&value::pack(k));
+        prefix.extend_from_slice(&value::pack(v));
+    }
+    prefix.extend_from_slice(&value::pack(&Value::from(key)));
+    bin_header(&mut prefix, len);
+    prefix
+}
+
+/// A msgpack map header for `len` entries.
+fn map_header(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..16 => out.push(0x80 | len as u8),
+        16..65536 => {
+            out.push(0xde);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdf);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
+/// A msgpack bin header for `len` bytes.
+fn bin_header(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..256 => out.extend_from_slice(&[0xc4, len as u8]),
+        256..65536 => {
+            out.push(0xc5);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
+/// Appends one final masked frame whose payload is `parts` one after the other.
+fn encode_frame_parts(out: &mut Vec<u8>, opcode: u8, parts: &[&[u8]], key: [u8; 4]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(len + 14);
+    frame_header(out, 0x80 | (opcode & 0x0f), len as u64, true);
+    out.extend_from_slice(&key);
+    let start = out.len();
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    apply_mask(&mut out[start..], key);
+}
+
+/// The first byte, then the length field (mask bit set if `masked`).
+fn frame_header(out: &mut Vec<u8>, first: u8, len: u64, masked: bool) {
+    out.push(first);
+    let mask_bit = if masked { 0x80 } else { 0 };
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len < 65536 {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&len.to_be_bytes());
     }
 }
 
@@ -548,18 +651,9 @@ fn encode_frame(
     declared: Option<u64>,
 ) {
     out.reserve(payload.len() + 14);
-    out.push((if fin { 0x80 } else { 0 }) | ((rsv & 0x7) << 4) | (opcode & 0x0f));
+    let first = (if fin { 0x80 } else { 0 }) | ((rsv & 0x7) << 4) | (opcode & 0x0f);
     let len = declared.unwrap_or(payload.len() as u64);
-    let mask_bit = if key.is_some() { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(mask_bit | len as u8);
-    } else if len < 65536 {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
+    frame_header(out, first, len, key.is_some());
     let start = out.len();
     if let Some(key) = key {
         out.extend_from_slice(&key);
@@ -612,6 +706,34 @@ mod tests {
         let mut back = out[8..].to_vec();
         apply_mask(&mut back, key);
         assert_eq!(back, payload);
+    }
+
+    /// A message sent with its bulk bytes apart is the frame of the whole
+    /// packed map, whatever the sizes of the headers.
+    #[test]
+    fn bulk_bytes_frame_as_the_packed_map() {
+        let key = [0x9a, 0x01, 0xff, 0x42];
+        for (entries, size) in [(3, 65536), (3, 300), (2, 7), (17, 70000)] {
+            let head: Vec<(Value, Value)> = (0..entries)
+                .map(|i| (Value::from(format!("k{i}")), Value::from(i as i64)))
+                .collect();
+            let bulk: Vec<u8> = (0..size as u32).map(|i| (i * 13) as u8).collect();
+            let mut whole = head.clone();
+            whole.push((Value::from("block"), Value::Binary(bulk.clone())));
+            let mut expected = Vec::new();
+            encode_frame(
+                &mut expected,
+                0x2,
+                &value::pack(&Value::Map(whole)),
+                true,
+                Some(key),
+                0,
+                None,
+            );
+            let mut out = Vec::new();
+            encode_frame_parts(&mut out, 0x2, &[&bulk_prefix(&head, "block", size), &bulk], key);
+            assert_eq!(out, expected, "{entries} entries, {size} bytes");
+        }
     }
 
     #[test]

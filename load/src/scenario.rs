@@ -346,7 +346,8 @@ impl Worker {
             }
             Op::Resync => setup::vlob_read(self.own?.0),
             Op::VlobPollChanges => setup::vlob_poll_changes(realm?, self.last_checkpoint),
-            Op::BlockCreate => setup::block_create(Uuid::new_v4(), realm?, &sh.block),
+            // Its block goes straight into the frame (see `request_loop`).
+            Op::BlockCreate => Value::Map(setup::block_create_head(Uuid::new_v4(), realm?)),
             Op::BlockRead => setup::block_read(self.pick(&sh.fx.blocks)?),
         };
         Some((op, req))
@@ -422,7 +423,11 @@ async fn request_loop(mut w: Worker, mut ws: Option<WsClient>) -> (Stats, Option
             break;
         };
         let t0 = Instant::now();
-        match conn.request(&req).await {
+        let sent = match (&op, &req) {
+            (Op::BlockCreate, Value::Map(head)) => conn.request_with_bytes(head, "block", &sh.block).await,
+            _ => conn.request(&req).await,
+        };
+        match sent {
             Ok(rep) => match w.check(op, &req, &rep) {
                 Ok(()) => stats.ok(op.name(), t0.elapsed(), &sh.progress),
                 Err(st) => stats.error(op.name(), &st, &sh.progress),

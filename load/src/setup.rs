@@ -136,6 +136,15 @@ pub fn block_create(block: Uuid, realm: Uuid, data: &[u8]) -> Value {
     )
 }
 
+/// [`block_create`] without its `block`, for [`WsClient::request_with_bytes`].
+pub fn block_create_head(block: Uuid, realm: Uuid) -> Vec<(Value, Value)> {
+    vec![
+        (Value::from("cmd"), Value::from("block_create")),
+        (Value::from("block_id"), uuid_value(block)),
+        (Value::from("realm_id"), uuid_value(realm)),
+    ]
+}
+
 pub fn block_read(block: Uuid) -> Value {
     cmd("block_read", vec![("block_id", uuid_value(block))])
 }
