@@ -33,7 +33,7 @@ use crate::Actors;
 use crate::backend::*;
 use crate::blockstore::BlockStore;
 use crate::client::AuthenticatedClient;
-use crate::grouping::{Grouping, answer};
+use crate::grouping::{Counted, Grouping, answer, start_counted};
 
 /// Most groups of each kind running at once: enough for PostgreSQL to use
 /// every core, few enough to leave pooled connections to everything else.
@@ -132,29 +132,16 @@ impl BlockActor {
         }
     }
 
-    /// Starts groups of reads while slots are free: arrival order, at most
-    /// [`MAX_READ_GROUP`].
-    fn start_reads(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let mut count = 0;
-            let admit = |_: &BlockToRead| {
-                count += 1;
-                count <= MAX_READ_GROUP
-            };
-            let Some((reads, replies)) = self.reads.as_mut().and_then(|r| r.next(admit)) else {
-                return;
-            };
-            let (backend, store) = (self.backend.clone(), self.store.clone());
-            let run = async move { backend.read_group(reads, &*store).await };
-            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
-                answer(replies, outcomes, || Err(no_outcome().into()));
-                if let Some(reads) = act.reads.as_mut() {
-                    reads.done();
-                }
-                act.start_reads(ctx);
-            }));
-        }
-    }
+    /// How reads run in groups.
+    const READS: Counted<Self, BlockToRead, Result<Bytes, BlockReadError>> = Counted {
+        max: MAX_READ_GROUP,
+        grouping: |act| act.reads.as_mut(),
+        run: |act, reads| {
+            let (backend, store) = (act.backend.clone(), act.store.clone());
+            Box::pin(async move { backend.read_group(reads, &*store).await })
+        },
+        missing: || Err(no_outcome().into()),
+    };
 }
 
 /// A group answered nothing for this request: only a backend bug does that.
@@ -213,7 +200,7 @@ impl Handler<ReadBlock> for BlockActor {
             user: m.user,
             block_id: m.block_id,
         });
-        self.start_reads(ctx);
+        start_counted(self, ctx, Self::READS);
         Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_outcome().into())) })
     }
 }

@@ -1,10 +1,11 @@
 //! Requests of one kind gathered into groups that run as one backend call
 //! (one statement on PostgreSQL), with a bounded number of groups in flight.
 //!
-//! Used by the block actor (creates and reads) and the vlob actor (reads).
-//! The owning actor decides what a group may hold (`admit`) and runs it;
-//! this only keeps the queue, the count of running groups and the timer of
-//! a group waiting for company.
+//! Used by the block actor (creates and reads), the vlob actor (reads) and
+//! the user actor (handshake lookups). [`Grouping`] keeps the queue, the
+//! count of running groups and the timer of a group waiting for company;
+//! [`start_counted`] runs the groups that only a count bounds. Block creates,
+//! bounded by bytes and block ids too, run their own.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -114,5 +115,52 @@ pub(crate) fn answer<R>(replies: Vec<oneshot::Sender<R>>, outcomes: Vec<R>, miss
     for reply in replies {
         // The requester may be gone (connection closed): nothing to do.
         let _ = reply.send(outcomes.next().unwrap_or_else(&missing));
+    }
+}
+
+/// How an actor runs groups of one kind that only a count bounds: where its
+/// [`Grouping`] is, the most requests in a group, the backend call, and the
+/// outcome of a request the call failed to answer.
+pub(crate) struct Counted<A, T, R> {
+    pub max: usize,
+    pub grouping: fn(&mut A) -> Option<&mut Grouping<T, R>>,
+    pub run: fn(&A, Vec<T>) -> futures_util::future::LocalBoxFuture<'static, Vec<R>>,
+    pub missing: fn() -> R,
+}
+
+impl<A, T, R> Clone for Counted<A, T, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, T, R> Copy for Counted<A, T, R> {}
+
+/// Starts groups while slots are free: arrival order, at most `how.max`
+/// each. When a group ends, its requesters get their outcomes and the next
+/// groups start.
+pub(crate) fn start_counted<A, T, R>(act: &mut A, ctx: &mut Context<A>, how: Counted<A, T, R>)
+where
+    A: Actor<Context = Context<A>>,
+    T: 'static,
+    R: 'static,
+{
+    loop {
+        let mut count = 0;
+        let admit = |_: &T| {
+            count += 1;
+            count <= how.max
+        };
+        let Some((group, replies)) = (how.grouping)(act).and_then(|g| g.next(admit)) else {
+            return;
+        };
+        let run = (how.run)(act, group);
+        ctx.spawn(run.into_actor(act).map(move |outcomes, act, ctx| {
+            answer(replies, outcomes, how.missing);
+            if let Some(g) = (how.grouping)(act) {
+                g.done();
+            }
+            start_counted(act, ctx, how);
+        }));
     }
 }

@@ -25,7 +25,7 @@ use parsec_protocol::value::{self, Value};
 use crate::backend::*;
 use crate::client::AuthenticatedClient;
 use crate::event::Event;
-use crate::grouping::{Grouping, answer};
+use crate::grouping::{Counted, Grouping, start_counted};
 use crate::organization::{check_redacted_device, check_redacted_user};
 use crate::{Actors, backend_handler};
 
@@ -54,29 +54,16 @@ impl UserActor {
         Self { backend, lookups }
     }
 
-    /// Starts groups of lookups while slots are free: arrival order, at
-    /// most [`MAX_LOOKUP_GROUP`].
-    fn start_lookups(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let mut count = 0;
-            let admit = |_: &(OrganizationId, DeviceId)| {
-                count += 1;
-                count <= MAX_LOOKUP_GROUP
-            };
-            let Some((lookups, replies)) = self.lookups.as_mut().and_then(|l| l.next(admit)) else {
-                return;
-            };
-            let backend = self.backend.clone();
-            let run = async move { backend.handshake_identities(lookups).await };
-            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
-                answer(replies, outcomes, || Err(no_lookup_outcome().into()));
-                if let Some(lookups) = act.lookups.as_mut() {
-                    lookups.done();
-                }
-                act.start_lookups(ctx);
-            }));
-        }
-    }
+    /// How handshake lookups run in groups.
+    const LOOKUPS: Counted<Self, (OrganizationId, DeviceId), Result<HandshakeIdentity, UserLookupError>> = Counted {
+        max: MAX_LOOKUP_GROUP,
+        grouping: |act| act.lookups.as_mut(),
+        run: |act, lookups| {
+            let backend = act.backend.clone();
+            Box::pin(async move { backend.handshake_identities(lookups).await })
+        },
+        missing: || Err(no_lookup_outcome().into()),
+    };
 }
 
 /// A group answered nothing for this lookup: only a backend bug does that.
@@ -146,7 +133,7 @@ impl Handler<GetHandshakeIdentity> for UserActor {
             return Box::pin(async move { backend.handshake_identity(&m.org, &m.device_id).await });
         };
         let outcome = lookups.push((m.org, m.device_id));
-        self.start_lookups(ctx);
+        start_counted(self, ctx, Self::LOOKUPS);
         Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_lookup_outcome().into())) })
     }
 }

@@ -41,7 +41,7 @@ use parsec_protocol::value::{self, Value};
 use crate::backend::*;
 use crate::client::AuthenticatedClient;
 use crate::event::Event;
-use crate::grouping::{Grouping, answer};
+use crate::grouping::{Counted, Grouping, start_counted};
 use crate::realm::{realm_not_found, realm_not_in_maintenance};
 use crate::{Actors, backend_handler};
 
@@ -99,29 +99,16 @@ impl VlobActor {
         }
     }
 
-    /// Starts groups of reads while slots are free: arrival order, at most
-    /// [`MAX_READ_GROUP`].
-    fn start_reads(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let mut count = 0;
-            let admit = |_: &VlobToRead| {
-                count += 1;
-                count <= MAX_READ_GROUP
-            };
-            let Some((reads, replies)) = self.reads.as_mut().and_then(|r| r.next(admit)) else {
-                return;
-            };
-            let backend = self.backend.clone();
-            let run = async move { backend.read_group(reads).await };
-            ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
-                answer(replies, outcomes, || Err(no_read_outcome().into()));
-                if let Some(reads) = act.reads.as_mut() {
-                    reads.done();
-                }
-                act.start_reads(ctx);
-            }));
-        }
-    }
+    /// How reads run in groups.
+    const READS: Counted<Self, VlobToRead, Result<VlobVersionRead, VlobReadError>> = Counted {
+        max: MAX_READ_GROUP,
+        grouping: |act| act.reads.as_mut(),
+        run: |act, reads| {
+            let backend = act.backend.clone();
+            Box::pin(async move { backend.read_group(reads).await })
+        },
+        missing: || Err(no_read_outcome().into()),
+    };
 
     /// Queues a write; the receiver gets its outcome.
     fn enqueue(
@@ -325,7 +312,7 @@ impl Handler<ReadVlob> for VlobActor {
             user: m.user,
             req: m.req,
         });
-        self.start_reads(ctx);
+        start_counted(self, ctx, Self::READS);
         Box::pin(async move { outcome.await.unwrap_or_else(|_| Err(no_read_outcome().into())) })
     }
 }
