@@ -32,7 +32,7 @@ use parsec_protocol::types::*;
 use parsec_schema::{Pool, PooledConnection};
 
 use super::Internal;
-pub(crate) use prepared::{BindValue, ByteaArray, bind, prepared};
+pub(crate) use prepared::{BindValue, ByteaArray, bind, by_ordinal, prepared};
 
 /// A PostgreSQL-backed store. Cheap to clone (the pool is shared).
 #[derive(Clone)]

@@ -101,3 +101,22 @@ impl diesel::serialize::ToSql<diesel::sql_types::Array<diesel::sql_types::Bytea>
         Ok(diesel::serialize::IsNull::No)
     }
 }
+
+/// The rows of a group statement (one over `unnest(...) WITH ORDINALITY`),
+/// each in the slot of its request: `ordinal` gives a row's `n`, counted
+/// from 1; a request that got no row keeps `None`.
+pub(crate) fn by_ordinal<R>(
+    rows: Vec<R>,
+    requests: usize,
+    ordinal: impl Fn(&R) -> i64,
+) -> Result<Vec<Option<R>>, crate::backend::Internal> {
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(requests).collect();
+    for row in rows {
+        let slot = usize::try_from(ordinal(&row) - 1)
+            .ok()
+            .and_then(|i| slots.get_mut(i))
+            .ok_or_else(|| crate::backend::Internal(anyhow::anyhow!("group statement answered an unknown request")))?;
+        *slot = Some(row);
+    }
+    Ok(slots)
+}

@@ -520,19 +520,16 @@ async fn identities_statement(
     .load(&mut conn)
     .await?;
     drop(conn);
-    let mut outcomes: Vec<Result<HandshakeIdentity, UserLookupError>> =
-        lookups.iter().map(|_| Err(UserLookupError::NotFound)).collect();
-    for row in rows {
-        let i = usize::try_from(row.n - 1)
-            .ok()
-            .filter(|i| *i < lookups.len())
-            .ok_or_else(|| Internal(anyhow::anyhow!("lookup group answered an unknown request")))?;
-        let (device_id, user_id) = (&lookups[i].1, &users[i]);
-        outcomes[i] = (|| {
+    let rows = super::by_ordinal(rows, lookups.len(), |r| r.n)?;
+    Ok(rows
+        .into_iter()
+        .zip(lookups.iter().zip(users))
+        .map(|(row, ((_, device_id), user_id))| {
+            let row = row.ok_or(UserLookupError::NotFound)?;
             Ok(HandshakeIdentity {
                 root_verify_key: row.root_verify_key.as_deref().map(key32).transpose()?,
                 organization_expired: row.is_expired,
-                user_id: user_id.clone(),
+                user_id,
                 human_handle: human(row.human_email, row.human_label),
                 profile: parse_profile(&row.profile)?,
                 revoked_on: row.revoked_on.map(dt),
@@ -540,7 +537,6 @@ async fn identities_statement(
                 device_label: row.device_label.as_deref().map(parse_id).transpose()?,
                 verify_key: key32(&row.verify_key)?,
             })
-        })();
-    }
-    Ok(outcomes)
+        })
+        .collect())
 }

@@ -177,22 +177,14 @@ async fn create_group_in_own_database(
     )
     .load(&mut store.conn().await?)
     .await?;
-    let mut outcomes: Vec<Option<Result<(), BlockCreateError>>> = blocks.iter().map(|_| None).collect();
-    for row in rows {
-        let slot = usize::try_from(row.n - 1)
-            .ok()
-            .and_then(|i| outcomes.get_mut(i))
-            .ok_or_else(|| unexpected("group create answered an unknown request"))?;
-        *slot = Some(if row.inserted {
-            Ok(())
-        } else {
-            // Allowed on the statement's snapshot but not inserted: the id is taken.
-            judge_create(Some(row.check)).and(Err(BlockCreateError::AlreadyExists))
-        });
-    }
-    Ok(outcomes
+    Ok(by_ordinal(rows, blocks.len(), |r| r.n)?
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(unexpected("organization of an authenticated device not found").into())))
+        .map(|row| match row {
+            Some(row) if row.inserted => Ok(()),
+            // Allowed on the statement's snapshot but not inserted: the id is taken.
+            Some(row) => judge_create(Some(row.check)).and(Err(BlockCreateError::AlreadyExists)),
+            None => Err(unexpected("organization of an authenticated device not found").into()),
+        })
         .collect())
 }
 
@@ -468,20 +460,15 @@ async fn read_group_in_own_database(
     .load(&mut conn)
     .await?;
     drop(conn);
-    let mut outcomes: Vec<Option<Result<Bytes, BlockReadError>>> = blocks.iter().map(|_| None).collect();
-    for Row { n, check, data } in rows {
-        let slot = usize::try_from(n - 1)
-            .ok()
-            .and_then(|i| outcomes.get_mut(i))
-            .ok_or_else(|| unexpected("group read answered an unknown request"))?;
-        *slot = Some(judge_read(Some(check)).and_then(|()| {
-            data.map(Bytes::from)
-                .ok_or(BlockReadError::Store(BlockStoreError::NotFound))
-        }));
-    }
-    Ok(outcomes
+    Ok(by_ordinal(rows, blocks.len(), |r| r.n)?
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(unexpected("organization of an authenticated user not found").into())))
+        .map(|row| match row {
+            Some(Row { check, data, .. }) => judge_read(Some(check)).and_then(|()| {
+                data.map(Bytes::from)
+                    .ok_or(BlockReadError::Store(BlockStoreError::NotFound))
+            }),
+            None => Err(unexpected("organization of an authenticated user not found").into()),
+        })
         .collect())
 }
 

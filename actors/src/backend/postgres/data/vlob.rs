@@ -583,15 +583,7 @@ async fn read_group_statement(
     .load(&mut conn)
     .await?;
     drop(conn);
-    let mut rows_by_read: Vec<Option<ReadRow>> = reads.iter().map(|_| None).collect();
-    for row in rows {
-        let slot = usize::try_from(row.n - 1)
-            .ok()
-            .and_then(|i| rows_by_read.get_mut(i))
-            .ok_or_else(|| unexpected("group read answered an unknown request"))?;
-        *slot = Some(row);
-    }
-    Ok(rows_by_read
+    Ok(by_ordinal(rows, reads.len(), |r| r.n)?
         .into_iter()
         .zip(reads)
         .map(|(row, read)| judge_read(row, &read.req))
