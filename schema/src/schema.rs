@@ -202,9 +202,7 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(block -> device (author));
 diesel::joinable!(block -> organization (organization));
-diesel::joinable!(block -> realm (realm));
 diesel::joinable!(device -> organization (organization));
 diesel::joinable!(invitation -> organization (organization));
 diesel::joinable!(invitation -> user_ (greeter));
