@@ -102,18 +102,25 @@ fn judge_create(row: Option<CreateCheckRow>) -> Result<(Author, i64), BlockCreat
     Ok((author, realm.pk))
 }
 
-/// The statement of [`create_group_in_own_database`]: the checks of
-/// [`CREATE_CHECK`] for arrays of requests ($1 organizations, $2 authors, $3
-/// realms, $4 block ids, $5 bytes, $6 sizes; $7 the writer roles, $8
+/// The statement of [`create_group_in_own_database`] for a group of `n`:
+/// the checks of [`CREATE_CHECK`] for arrays of requests ($1 organizations,
+/// $2 authors, $3 realms, $4 block ids, $5 sizes; $6 the writer roles, $7
 /// `created_on`), one row per request with its ordinal `n` (each request's
 /// checks a LIMIT 1 lateral, planned on its own as index probes), and the
-/// bytes and the metadata of those allowed. `allowed` restates `judge_create`'s rules
-/// in SQL; the statement inserts only when they hold on its snapshot, so a
-/// refused request stores nothing. No `block` lookup: an id already taken
-/// shows as allowed but not inserted.
-static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
+/// bytes and the metadata of those allowed. `allowed` restates
+/// `judge_create`'s rules in SQL; the statement inserts only when they hold
+/// on its snapshot, so a refused request stores nothing. No `block` lookup:
+/// an id already taken shows as allowed but not inserted.
+///
+/// The bytes of request `k` are parameter `$7 + k`, one `bytea` each rather
+/// than one `bytea[]`: PostgreSQL then keeps each block as received instead
+/// of copying the group into an array it allocates whole, and diesel writes
+/// each block into a buffer of its exact size instead of growing one buffer
+/// by doubling (BENCHMARKS.md, eighth session). One text per group size.
+fn group_create_text(n: usize) -> String {
+    let bytes: String = (1..=n).map(|k| format!(" WHEN {k} THEN ${}", 7 + k)).collect();
     format!(
-        "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $6::int4[]) \
+        "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::int4[]) \
            WITH ORDINALITY AS t(org_id, device_id, realm_id, block_id, size, n)), \
          chk AS (SELECT req.n, req.block_id AS new_block, x.* FROM req CROSS JOIN LATERAL ( \
            SELECT o._id AS org, d._id AS device, d.user_, \
@@ -126,17 +133,21 @@ static GROUP_CREATE: LazyLock<String> = LazyLock::new(|| {
            WHERE o.organization_id = req.org_id LIMIT 1) x), \
          allowed AS (SELECT n, new_block, org, device, realm_pk FROM chk \
            WHERE device IS NOT NULL AND user_ IS NOT NULL AND realm_pk IS NOT NULL \
-           AND maintenance_type IS NULL AND requester_role = ANY($7)), \
+           AND maintenance_type IS NULL AND requester_role = ANY($6)), \
          bytes AS (INSERT INTO block_data (organization_id, block_id, data) \
-           SELECT req.org_id, req.block_id, ($5::bytea[])[req.n] FROM allowed JOIN req USING (n) \
+           SELECT req.org_id, req.block_id, CASE req.n{bytes} END FROM allowed JOIN req USING (n) \
            ON CONFLICT (organization_id, block_id) DO NOTHING), \
          meta AS (INSERT INTO block (organization, block_id, realm, author, size, created_on) \
-           SELECT a.org, a.new_block, a.realm_pk, a.device, req.size, $8 FROM allowed a JOIN req USING (n) \
+           SELECT a.org, a.new_block, a.realm_pk, a.device, req.size, $7 FROM allowed a JOIN req USING (n) \
            ON CONFLICT (organization, block_id) DO NOTHING RETURNING organization, block_id) \
          SELECT chk.*, EXISTS (SELECT 1 FROM meta m WHERE m.organization = chk.org AND m.block_id = chk.new_block) \
            AS inserted FROM chk ORDER BY n"
     )
-});
+}
+
+/// [`group_create_text`] of every group size the block actor forms.
+static GROUP_CREATE: LazyLock<Vec<String>> =
+    LazyLock::new(|| (1..=crate::block::MAX_GROUP).map(group_create_text).collect());
 
 /// Creates whose store is the `block_data` table of this database: checks,
 /// bytes and metadata of all of them in one statement (one snapshot, one
@@ -162,21 +173,27 @@ async fn create_group_in_own_database(
         .map(|b| i32::try_from(b.req.block.len()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| unexpected("block larger than 2 GiB"))?;
-    let rows: Vec<Row> = prepared(
-        &GROUP_CREATE,
-        &[
-            &bind::<Array<Text>, _>(blocks.iter().map(|b| b.org.as_str()).collect::<Vec<_>>()),
-            &bind::<Array<Text>, _>(blocks.iter().map(|b| b.author.as_str()).collect::<Vec<_>>()),
-            &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.realm_id).collect::<Vec<_>>()),
-            &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.block_id).collect::<Vec<_>>()),
-            &bind::<Array<Bytea>, _>(ByteaArray(blocks.iter().map(|b| &b.req.block[..]).collect())),
-            &bind::<Array<Int4>, _>(sizes),
-            &bind::<Array<Text>, _>(&*WRITERS),
-            &bind::<Timestamptz, _>(ts(now)),
-        ],
-    )
-    .load(&mut store.conn().await?)
-    .await?;
+    let text;
+    let sql = match GROUP_CREATE.get(blocks.len().wrapping_sub(1)) {
+        Some(sql) => sql.as_str(),
+        None => {
+            text = group_create_text(blocks.len());
+            &text
+        }
+    };
+    let (orgs, authors, realms, ids, sizes, writers, created_on) = (
+        bind::<Array<Text>, _>(blocks.iter().map(|b| b.org.as_str()).collect::<Vec<_>>()),
+        bind::<Array<Text>, _>(blocks.iter().map(|b| b.author.as_str()).collect::<Vec<_>>()),
+        bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.realm_id).collect::<Vec<_>>()),
+        bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.req.block_id).collect::<Vec<_>>()),
+        bind::<Array<Int4>, _>(sizes),
+        bind::<Array<Text>, _>(&*WRITERS),
+        bind::<Timestamptz, _>(ts(now)),
+    );
+    let data: Vec<_> = blocks.iter().map(|b| bind::<Bytea, _>(&b.req.block[..])).collect();
+    let mut binds: Vec<&dyn BindValue> = vec![&orgs, &authors, &realms, &ids, &sizes, &writers, &created_on];
+    binds.extend(data.iter().map(|d| d as &dyn BindValue));
+    let rows: Vec<Row> = prepared(sql, &binds).load(&mut store.conn().await?).await?;
     Ok(by_ordinal(rows, blocks.len(), |r| r.n)?
         .into_iter()
         .map(|row| match row {
