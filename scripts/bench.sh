@@ -76,8 +76,13 @@ PG="$PARSEC_TEST_PG_URL"
 # ANALYZE: statistics taken while a table is empty make the foreign-key
 # checks of a fresh connection scan that table for as long as the
 # connection lives, so a scenario that fills it slows down as it runs.)
-settle() { # database
+# Before each measurement (a bound, ours, the reference): PostgreSQL's dirty
+# buffers written, then the kernel's dirty pages. With the default
+# `dirty_expire_centisecs` (30 s) the 1.5–2 GB a block scenario or its bound
+# writes would otherwise be flushed during whatever runs next, on its time.
+settle() {
   psql -q "$PG/postgres" -c "CHECKPOINT"
+  sync
 }
 for db in ours ref pgbench; do psql -q "$PG/postgres" -c "CREATE DATABASE $db"; done
 "$OURS" migrate --db "$PG/ours" >/dev/null
@@ -185,15 +190,16 @@ run() { # port pid scenario[@N] → JSON
   # block_creates have exhausted its pool) do not weigh on the next.
   for s in $SCENARIOS; do
     note "scenario $s"
+    settle
     b="$(bound "$s")"
-    settle ours
+    settle
     read -r port pid < <(start_ours "$s")
     o="$(run "$port" "$pid" "$s")"
     echo "$o" >"$WORK/ours-$s.json"
     stop "$pid"
     r="{}"
     if [ "$WITH_REF" = 1 ]; then
-      settle ref
+      settle
       read -r port pid < <(start_ref "$s")
       r="$(run "$port" "$pid" "$s")"
       echo "$r" >"$WORK/ref-$s.json"

@@ -59,6 +59,16 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// `CHECKPOINT`, then `sync`.
+async fn settle(url: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let mut conn = diesel_async::AsyncPgConnection::establish(url).await?;
+    diesel::sql_query("CHECKPOINT").execute(&mut conn).await?;
+    let synced = tokio::process::Command::new("sync").status().await?;
+    anyhow::ensure!(synced.success(), "sync failed");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let url = args
@@ -92,6 +102,11 @@ fn main() -> anyhow::Result<()> {
             }
         })
         .await?;
+
+        // The reads start as a scenario of `scripts/bench.sh` does: with
+        // the writes flushed (PostgreSQL's buffers, then the kernel's dirty
+        // pages), not paying for their write-back.
+        settle(url).await?;
 
         // The same working set as `parsec-load block_read` reads (one block
         // per client, at most 64: parsec_load::setup::MAX_READ_POOL), so that
