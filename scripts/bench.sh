@@ -76,11 +76,18 @@ PG="$PARSEC_TEST_PG_URL"
 # ANALYZE: statistics taken while a table is empty make the foreign-key
 # checks of a fresh connection scan that table for as long as the
 # connection lives, so a scenario that fills it slows down as it runs.)
-# Before each measurement (a bound, ours, the reference): PostgreSQL's dirty
-# buffers written, then the kernel's dirty pages. With the default
-# `dirty_expire_centisecs` (30 s) the 1.5–2 GB a block scenario or its bound
-# writes would otherwise be flushed during whatever runs next, on its time.
+# Before each measurement (a bound, ours, the reference), what the previous
+# one left to do in the background is done: the vacuum its inserts call for
+# (a 64 KiB block scenario, or its bound, leaves over a million TOAST rows,
+# whose autovacuum took seconds of CPU a minute later, during whatever ran
+# then), PostgreSQL's dirty buffers, then the kernel's dirty pages (with the
+# default `dirty_expire_centisecs`, the 1.5–2 GB written were flushed 30 s
+# later).
 settle() {
+  local db
+  for db in $(psql -At "$PG/postgres" -c "SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template1')"); do
+    psql -q "$PG/$db" -c "VACUUM"
+  done
   psql -q "$PG/postgres" -c "CHECKPOINT"
   sync
 }

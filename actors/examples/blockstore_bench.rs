@@ -59,10 +59,11 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// `CHECKPOINT`, then `sync`.
+/// `VACUUM` (the database of `url`), `CHECKPOINT`, then `sync`.
 async fn settle(url: &str) -> anyhow::Result<()> {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let mut conn = diesel_async::AsyncPgConnection::establish(url).await?;
+    diesel::sql_query("VACUUM").execute(&mut conn).await?;
     diesel::sql_query("CHECKPOINT").execute(&mut conn).await?;
     let synced = tokio::process::Command::new("sync").status().await?;
     anyhow::ensure!(synced.success(), "sync failed");
@@ -104,8 +105,8 @@ fn main() -> anyhow::Result<()> {
         .await?;
 
         // The reads start as a scenario of `scripts/bench.sh` does: with
-        // the writes flushed (PostgreSQL's buffers, then the kernel's dirty
-        // pages), not paying for their write-back.
+        // the writes vacuumed and flushed (PostgreSQL's buffers, then the
+        // kernel's dirty pages), not paying for either in the background.
         settle(url).await?;
 
         // The same working set as `parsec-load block_read` reads (one block
