@@ -173,8 +173,11 @@ async fn create_group_in_own_database(
         .map(|b| i32::try_from(b.req.block.len()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| unexpected("block larger than 2 GiB"))?;
+    if blocks.is_empty() {
+        return Ok(Vec::new());
+    }
     let text;
-    let sql = match GROUP_CREATE.get(blocks.len().wrapping_sub(1)) {
+    let sql = match GROUP_CREATE.get(blocks.len() - 1) {
         Some(sql) => sql.as_str(),
         None => {
             text = group_create_text(blocks.len());
