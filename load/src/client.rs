@@ -737,6 +737,20 @@ mod tests {
     }
 
     #[test]
+    fn parts_mask_as_one_payload_at_any_split() {
+        let key = [0x9a, 0x01, 0xff, 0x42];
+        let payload: Vec<u8> = (0..61u32).map(|i| (i * 29 + 7) as u8).collect();
+        let mut expected = Vec::new();
+        encode_frame(&mut expected, 0x2, &payload, true, Some(key), 0, None);
+        for cuts in [[0, 0], [1, 2], [3, 16], [5, 13], [8, 60], [61, 61]] {
+            let parts = [&payload[..cuts[0]], &payload[cuts[0]..cuts[1]], &payload[cuts[1]..]];
+            let mut out = Vec::new();
+            encode_frame_parts(&mut out, 0x2, &parts, key);
+            assert_eq!(out, expected, "cut at {cuts:?}");
+        }
+    }
+
+    #[test]
     fn frame_lengths_and_flags() {
         let f = frame(0x9, b"hb", true, false, 0, None);
         assert_eq!(f, vec![0x89, 0x02, b'h', b'b']);
