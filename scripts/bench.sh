@@ -186,7 +186,7 @@ start() { # name command... ; echoes "port pid"
   note "$name did not start:"; tail -20 "$WORK/$name.log" >&2; exit 1
 }
 COMMON=(--blockstore POSTGRESQL --administration-token "$TOKEN" --email-host MOCKED --email-sender no-reply@parsec.com)
-start_ours() { start "ours-$1" "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}"; }
+start_ours() { start "${2:-ours}-$1" "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}"; }
 start_ref() { start "ref-$1" "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}"; }
 stop() { # pid (not our child: started in a subshell), waits up to 10 s for it to end
   kill "$1" 2>/dev/null || return 0
@@ -221,9 +221,9 @@ m["latency_ms"]=dict(a.get("latency_ms") or {})
 p=[x.get("latency_ms",{}).get("p99") for x in (a,b)]
 if None not in p: m["latency_ms"]["p99"]=max(p)
 print(json.dumps(m))' "$1" "$2"; }
-ours_once() { # scenario → JSON, from a fresh process of ours
+ours_once() { # scenario [log name prefix] → JSON, from a fresh process of ours
   local port pid
-  read -r port pid < <(start_ours "$1")
+  read -r port pid < <(start_ours "$1" "${2:-ours}")
   run "$port" "$pid" "$1"
   stop "$pid"
 }
@@ -257,7 +257,7 @@ SAMPLES="$WORK/samples.md"
     o2="{}" b2=-
     if [ "$BRACKET" = 1 ]; then
       settle
-      o2="$(ours_once "$s")"
+      o2="$(ours_once "$s" ours2)"
       echo "$o2" >"$WORK/ours2-$s.json"
       settle
       b2="$(bound "$s")"
