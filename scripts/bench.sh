@@ -135,11 +135,19 @@ fi
 # in binary. pgbench's block insert above copies a stored value without
 # sending it, and its select receives hex text: a bound for PostgreSQL, not
 # for the blockstore a request goes through.
+# Each store bench runs on a database of its own: its inserts, which its
+# reads then read, are not added to those of the benches before (2.6 GB
+# each). Written and flushed before the bench starts, as `settle` does.
+fresh_blockstore() {
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS blockstore" -c "CREATE DATABASE blockstore"
+  "$OURS" migrate --db "$PG/blockstore" >/dev/null
+  psql -q "$PG/postgres" -c "CHECKPOINT"
+  sync
+}
 PG_STORE_INSERT=- PG_STORE_SELECT=-
 if [ "${BENCH_PGBENCH:-1}" = 1 ]; then
   note "blockstore bench: PgBlockStore, 64 KiB blocks ($CLIENTS clients, ${DURATION}s)"
-  psql -q "$PG/postgres" -c "CREATE DATABASE blockstore"
-  "$OURS" migrate --db "$PG/blockstore" >/dev/null
+  fresh_blockstore
   store_json="$("$BLOCKSTORE_BENCH" "$PG/blockstore" "$CLIENTS" "$DURATION" 65536 7)"
   PG_STORE_INSERT="$(field insert_per_s <<<"$store_json")"
   PG_STORE_SELECT="$(field select_per_s <<<"$store_json")"
@@ -157,12 +165,7 @@ bound() { # scenario → req/s, or -
     vlob_create | vlob_update) pgbench_tps "$WORK/insert.sql" ;;
     vlob_read) pgbench_tps "$WORK/select.sql" ;;
     block_create | block_read)
-      # On a database of its own each time: its inserts, which its reads
-      # then read, are not added to those of the bounds before (2.6 GB each).
-      psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS blockstore" -c "CREATE DATABASE blockstore"
-      "$OURS" migrate --db "$PG/blockstore" >/dev/null
-      psql -q "$PG/postgres" -c "CHECKPOINT"
-      sync
+      fresh_blockstore
       "$BLOCKSTORE_BENCH" "$PG/blockstore" "$CLIENTS" "$DURATION" 65536 7 >"$WORK/store-bound.json"
       if [ "$1" = block_create ]; then field insert_per_s <"$WORK/store-bound.json"; else field select_per_s <"$WORK/store-bound.json"; fi
       ;;
@@ -215,16 +218,16 @@ a,b=(json.loads(x.strip() or "{}") for x in sys.argv[1:])
 if not (a.get("throughput_rps") and b.get("throughput_rps")): print(json.dumps(a)); sys.exit()
 m=dict(a)
 m["throughput_rps"]=(a["throughput_rps"]+b["throughput_rps"])/2
-for k in ("server_cpu_ms_per_request",):
-    if a.get(k) is not None and b.get(k) is not None: m[k]=(a[k]+b[k])/2
+cpu=[x.get("server_cpu_ms_per_request") for x in (a,b)]
+if None not in cpu: m["server_cpu_ms_per_request"]=sum(cpu)/2
 m["latency_ms"]=dict(a.get("latency_ms") or {})
 p=[x.get("latency_ms",{}).get("p99") for x in (a,b)]
 if None not in p: m["latency_ms"]["p99"]=max(p)
 print(json.dumps(m))' "$1" "$2"; }
-ours_once() { # scenario [log name prefix] → JSON, from a fresh process of ours
+once() { # start_ours|start_ref scenario [log name prefix] → JSON, from a fresh process
   local port pid
-  read -r port pid < <(start_ours "$1" "${2:-ours}")
-  run "$port" "$pid" "$1"
+  read -r port pid < <("$@")
+  run "$port" "$pid" "$2"
   stop "$pid"
 }
 
@@ -244,20 +247,18 @@ SAMPLES="$WORK/samples.md"
     settle
     b1="$(bound "$s")"
     settle
-    o1="$(ours_once "$s")"
+    o1="$(once start_ours "$s")"
     echo "$o1" >"$WORK/ours1-$s.json"
     r="{}"
     if [ "$WITH_REF" = 1 ]; then
       settle
-      read -r port pid < <(start_ref "$s")
-      r="$(run "$port" "$pid" "$s")"
+      r="$(once start_ref "$s")"
       echo "$r" >"$WORK/ref-$s.json"
-      stop "$pid"
     fi
     o2="{}" b2=-
     if [ "$BRACKET" = 1 ]; then
       settle
-      o2="$(ours_once "$s" ours2)"
+      o2="$(once start_ours "$s" ours2)"
       echo "$o2" >"$WORK/ours2-$s.json"
       settle
       b2="$(bound "$s")"

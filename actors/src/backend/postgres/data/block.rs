@@ -168,14 +168,14 @@ async fn create_group_in_own_database(
         #[diesel(sql_type = Bool)]
         inserted: bool,
     }
+    if blocks.is_empty() {
+        return Ok(Vec::new());
+    }
     let sizes = blocks
         .iter()
         .map(|b| i32::try_from(b.req.block.len()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| unexpected("block larger than 2 GiB"))?;
-    if blocks.is_empty() {
-        return Ok(Vec::new());
-    }
     let text;
     let sql = match GROUP_CREATE.get(blocks.len() - 1) {
         Some(sql) => sql.as_str(),
