@@ -15,20 +15,30 @@
 //! 3. The checks, in Rust and in batch order, with the rules of the
 //!    one-by-one path. The batch holds at most one write per vlob, so no
 //!    write's checks depend on another write of the batch.
-//! 4. The writes that passed: new `vlob` rows (`ON CONFLICT DO NOTHING`:
-//!    a missing row means the id was taken, `AlreadyExists`), their atoms,
-//!    each realm's checkpoint moved by its number of writes (consecutive
-//!    indexes, in batch order), the change log, `realm_user_change`.
+//! 4. The writes that passed: new `vlob` rows, their atoms, each realm's
+//!    checkpoint moved by its number of writes (consecutive indexes, in
+//!    batch order), the change log, `realm_user_change`, then the commit.
 //!
-//! Anything unexpected (a database error, a batch with two writes on one
-//! vlob) makes the whole batch run again one write per transaction, so a
-//! failure never changes another write's outcome.
+//! The transaction takes two round trips: `BEGIN` goes with the reads of
+//! step 1 and 2, `COMMIT` with the writes of step 4. One batch of an
+//! organization runs at a time, so its round trips are the organization's
+//! write rate: with five of them (a `BEGIN`, the reads, the `vlob` rows,
+//! the rest, a `COMMIT`), a batch of 33 creates took 1.7 ms, of which
+//! PostgreSQL spent 0.8 executing statements (BENCHMARKS.md). Every write of step 4 either stores all its rows or
+//! fails, so the commit needs no look at their outcome first: a create
+//! whose id is taken fails the `vlob` insert (unique key), and with it the
+//! transaction. Looking the creates' ids up beforehand cost more than the
+//! round trip saved; a taken id is rare (a client's retry), and costs its
+//! batch the one-by-one path below, which answers `AlreadyExists`.
+//!
+//! Anything unexpected (a database error, a taken id, a batch with two
+//! writes on one vlob) makes the whole batch run again one write per
+//! transaction, so a failure never changes another write's outcome.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use diesel::sql_types::{Array, Bytea, Timestamptz};
-use diesel_async::AsyncConnection;
 use parsec_protocol::cmds::authenticated::{VlobCreate, VlobUpdate};
 
 use super::*;
@@ -56,96 +66,139 @@ struct Accepted {
     /// Index in the batch.
     at: usize,
     realm: i64,
-    /// `None` for a create until its `vlob` row is inserted.
+    /// `None` for a create: its `vlob` row is inserted with the atom.
     vlob: Option<i64>,
     version: i32,
     author: Author,
 }
 
 async fn run(store: &PgStore, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Vec<VlobWritten>, Internal> {
-    let mut conn = store.conn().await?;
-    conn.transaction::<_, Internal, _>(async |c| {
-        let Snapshot {
-            authors,
-            updated,
-            realms,
-            roles,
-            latest,
-        } = snapshot(c, org, writes).await?;
-        let org_pk = authors
-            .values()
-            .next()
-            .map(|a| a.org)
-            .ok_or_else(|| unexpected("batch without authors"))?;
+    let mut tx = OpenTransaction {
+        conn: Some(store.conn().await?),
+    };
+    let conn = tx
+        .conn
+        .as_deref()
+        .ok_or_else(|| unexpected("vlob batch without connection"))?;
+    let outcome = run_in(conn, org, writes).await;
+    match &outcome {
+        Ok(_) => tx.closed(),
+        // The transaction may still be open: an error before `COMMIT`.
+        Err(_) => {
+            let mut c: &Conn = conn;
+            if diesel_async::SimpleAsyncConnection::batch_execute(&mut c, "ROLLBACK")
+                .await
+                .is_ok()
+            {
+                tx.closed();
+            }
+        }
+    }
+    outcome
+}
 
-        // 3. Checks.
-        let mut outcomes: Vec<Option<VlobWritten>> = Vec::with_capacity(writes.len());
-        let mut accepted = Vec::new();
-        for (at, write) in writes.iter().enumerate() {
-            let author_of = |device: &DeviceId| {
-                authors
-                    .get(device.as_str())
-                    .copied()
-                    .ok_or_else(|| unexpected("authenticated device not found"))
-            };
-            match write {
-                VlobWrite::Create { author, req } => {
-                    let author = author_of(author)?;
-                    let realm = realms.values().find(|r| r.realm.realm_id == req.realm_id);
-                    match check_create(realm.map(|r| &r.realm), author, req, &roles) {
-                        Ok(realm) => {
-                            accepted.push(Accepted {
-                                at,
-                                realm: realm.pk,
-                                vlob: None,
-                                version: 1,
-                                author,
-                            });
-                            outcomes.push(None);
-                        }
-                        Err(e) => outcomes.push(Some(VlobWritten::Create(Err(e)))),
+/// A pooled connection whose transaction may be open: unless
+/// [`OpenTransaction::closed`] was called, dropping it closes the
+/// connection instead of handing it back to the pool (the future running
+/// the batch was dropped, or `ROLLBACK` failed).
+struct OpenTransaction {
+    conn: Option<parsec_schema::PooledConnection>,
+}
+
+impl OpenTransaction {
+    fn closed(&mut self) {
+        drop(self.conn.take());
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(parsec_schema::PooledConnection::take(conn));
+        }
+    }
+}
+
+/// The batch's transaction on `c`, from `BEGIN` to `COMMIT`.
+async fn run_in(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Vec<VlobWritten>, Internal> {
+    let Snapshot {
+        authors,
+        updated,
+        realms,
+        roles,
+        latest,
+    } = snapshot(c, org, writes).await?;
+    let org_pk = authors
+        .values()
+        .next()
+        .map(|a| a.org)
+        .ok_or_else(|| unexpected("batch without authors"))?;
+
+    // 3. Checks.
+    let mut outcomes: Vec<Option<VlobWritten>> = Vec::with_capacity(writes.len());
+    let mut accepted = Vec::new();
+    for (at, write) in writes.iter().enumerate() {
+        let author_of = |device: &DeviceId| {
+            authors
+                .get(device.as_str())
+                .copied()
+                .ok_or_else(|| unexpected("authenticated device not found"))
+        };
+        match write {
+            VlobWrite::Create { author, req } => {
+                let author = author_of(author)?;
+                let realm = realms.values().find(|r| r.realm.realm_id == req.realm_id);
+                match check_create(realm.map(|r| &r.realm), author, req, &roles) {
+                    Ok(realm) => {
+                        accepted.push(Accepted {
+                            at,
+                            realm: realm.pk,
+                            vlob: None,
+                            version: 1,
+                            author,
+                        });
+                        outcomes.push(None);
                     }
+                    Err(e) => outcomes.push(Some(VlobWritten::Create(Err(e)))),
                 }
-                VlobWrite::Update { author, req } => {
-                    let author = author_of(author)?;
-                    match check_update(req, author, &updated, &realms, &roles, &latest) {
-                        Ok((realm, vlob, version)) => {
-                            accepted.push(Accepted {
-                                at,
-                                realm,
-                                vlob: Some(vlob),
-                                version,
-                                author,
-                            });
-                            outcomes.push(None);
-                        }
-                        Err(e) => outcomes.push(Some(VlobWritten::Update(Err(e)))),
+            }
+            VlobWrite::Update { author, req } => {
+                let author = author_of(author)?;
+                match check_update(req, author, &updated, &realms, &roles, &latest) {
+                    Ok((realm, vlob, version)) => {
+                        accepted.push(Accepted {
+                            at,
+                            realm,
+                            vlob: Some(vlob),
+                            version,
+                            author,
+                        });
+                        outcomes.push(None);
                     }
+                    Err(e) => outcomes.push(Some(VlobWritten::Update(Err(e)))),
                 }
             }
         }
+    }
 
-        // 4. Writes.
-        insert_created_vlobs(c, org_pk, writes, &mut accepted, &mut outcomes).await?;
-        let checkpoints = store_versions(c, writes, &realms, &accepted).await?;
-        for (a, checkpoint) in accepted.iter().zip(checkpoints) {
-            outcomes[a.at] = Some(match &writes[a.at] {
-                VlobWrite::Create { .. } => VlobWritten::Create(Ok(checkpoint)),
-                VlobWrite::Update { .. } => {
-                    let realm_id = realms
-                        .get(&a.realm)
-                        .map(|r| r.realm.realm_id)
-                        .ok_or_else(|| unexpected("realm of a write not locked"))?;
-                    VlobWritten::Update(Ok((realm_id, checkpoint)))
-                }
-            });
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.ok_or_else(|| unexpected("vlob write without outcome")))
-            .collect()
-    })
-    .await
+    // 4. Writes, and the commit.
+    let checkpoints = store_and_commit(c, org_pk, writes, &realms, &accepted).await?;
+    for (a, checkpoint) in accepted.iter().zip(checkpoints) {
+        outcomes[a.at] = Some(match &writes[a.at] {
+            VlobWrite::Create { .. } => VlobWritten::Create(Ok(checkpoint)),
+            VlobWrite::Update { .. } => {
+                let realm_id = realms
+                    .get(&a.realm)
+                    .map(|r| r.realm.realm_id)
+                    .ok_or_else(|| unexpected("realm of a write not locked"))?;
+                VlobWritten::Update(Ok((realm_id, checkpoint)))
+            }
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| unexpected("vlob write without outcome")))
+        .collect()
 }
 
 // ------------------------------------------------------------------ reads
@@ -221,11 +274,14 @@ static SNAPSHOT_SQL: LazyLock<SnapshotSql> = LazyLock::new(|| {
     }
 });
 
-/// The five reads of a batch, sent at once on the connection (pipelined:
-/// PostgreSQL runs them in order, so the role and version reads, which come
-/// after the realm locks, see what the previous lock holders committed).
-/// They name rows by public ids, since no row id is known yet.
-async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Snapshot, Internal> {
+/// `BEGIN` and the five reads of a batch, sent at once on the connection
+/// (pipelined: PostgreSQL runs them in order, so the role and version reads,
+/// which come after the realm locks, see what the previous lock holders
+/// committed). They name rows by public ids, since no row id is known yet.
+/// `BEGIN` goes through the statement cache like the reads: statements sent
+/// past that cache (`batch_execute`) could overtake one still being
+/// prepared.
+async fn snapshot(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<Snapshot, Internal> {
     #[derive(QueryableByName)]
     struct AuthorRow {
         #[diesel(sql_type = BigInt)]
@@ -302,8 +358,8 @@ async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> R
     let by_vlob: [&dyn BindValue; 2] = [&org, &updated_ids];
     let by_realm: [&dyn BindValue; 3] = [&org, &created_in, &updated_ids];
     let by_realm_and_device: [&dyn BindValue; 4] = [&org, &created_in, &updated_ids, &devices];
-    let shared: &Conn = c;
-    let (mut c1, mut c2, mut c3, mut c4, mut c5) = (shared, shared, shared, shared, shared);
+    let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) = (c, c, c, c, c, c);
+    let begin = prepared("BEGIN", &[]).execute(&mut c0);
     let authors = prepared(&SNAPSHOT_SQL.authors, &by_device).load::<AuthorRow>(&mut c1);
     let updated = async {
         match has_updates {
@@ -323,8 +379,9 @@ async fn snapshot(c: &mut Conn, org: &OrganizationId, writes: &[VlobWrite]) -> R
             false => Ok(Vec::new()),
         }
     };
-    let (authors, updated, locked, roles, latest) =
-        futures_util::future::try_join5(authors, updated, locked, roles, latest).await?;
+    // Polled, hence sent, in this order.
+    let reads = futures_util::future::try_join5(authors, updated, locked, roles, latest);
+    let (_, (authors, updated, locked, roles, latest)) = futures_util::future::try_join(begin, reads).await?;
 
     let authors = authors
         .into_iter()
@@ -432,79 +489,57 @@ fn check_update(
 
 // ----------------------------------------------------------------- writes
 
-/// Inserts the `vlob` rows of the accepted creates; a create whose id is
-/// taken (by another realm's vlob, or a concurrent writer) is answered
-/// `AlreadyExists` and leaves `accepted`.
-async fn insert_created_vlobs(
-    c: &mut Conn,
-    org: i64,
-    writes: &[VlobWrite],
-    accepted: &mut Vec<Accepted>,
-    outcomes: &mut [Option<VlobWritten>],
-) -> Result<(), Internal> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        vlob_id: Uuid,
-        #[diesel(sql_type = BigInt)]
-        _id: i64,
-    }
-    let creates: Vec<(i64, Uuid)> = accepted
-        .iter()
-        .filter(|a| a.vlob.is_none())
-        .map(|a| (a.realm, writes[a.at].vlob_id()))
-        .collect();
-    if creates.is_empty() {
-        return Ok(());
-    }
-    let (realms, ids): (Vec<i64>, Vec<Uuid>) = creates.into_iter().unzip();
-    let (org, realms, ids) = (
-        bind::<BigInt, _>(org),
-        bind::<Array<BigInt>, _>(&realms),
-        bind::<Array<diesel::sql_types::Uuid>, _>(&ids),
-    );
-    let rows: Vec<Row> = prepared(
-        "INSERT INTO vlob (organization, realm, vlob_id) \
-         SELECT $1, r, v FROM unnest($2::bigint[], $3::uuid[]) AS t(r, v) \
-         ON CONFLICT (organization, vlob_id) DO NOTHING RETURNING vlob_id, _id",
-        &[&org, &realms, &ids],
-    )
-    .load(c)
-    .await?;
-    let inserted: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.vlob_id, r._id)).collect();
-    accepted.retain_mut(|a| {
-        if a.vlob.is_some() {
-            return true;
-        }
-        match inserted.get(&writes[a.at].vlob_id()) {
-            Some(pk) => {
-                a.vlob = Some(*pk);
-                true
-            }
-            None => {
-                outcomes[a.at] = Some(VlobWritten::Create(Err(VlobCreateError::AlreadyExists)));
-                false
-            }
-        }
-    });
-    Ok(())
-}
+/// [`store_and_commit`]'s writes of atoms and their change log entries, in
+/// a batch with creates. Binds, one element per write: $1 the vlob's row id
+/// (null for a create), $2 its id, $3 its realm, $4 the encryption
+/// revision, $5 the version, $6 the blob, $7 the author, $8 the timestamp,
+/// $9 the realm's index; $10 the organization.
+const STORE_WITH_CREATES: &str = "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], \
+       $4::int4[], $5::int4[], $6::bytea[], $7::bigint[], $8::timestamptz[], $9::bigint[]) \
+       AS x(pk, vlob_id, realm, revision, version, blob, author, created_on, idx)), \
+     created AS (INSERT INTO vlob (organization, realm, vlob_id) \
+       SELECT $10, realm, vlob_id FROM x WHERE pk IS NULL RETURNING vlob_id, _id), \
+     xv AS (SELECT COALESCE(x.pk, c._id) AS vlob, x.* FROM x LEFT JOIN created c USING (vlob_id)), \
+     a AS (INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
+       SELECT vlob, revision, version, blob, octet_length(blob), author, created_on FROM xv \
+       RETURNING _id, vlob) \
+     INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
+     SELECT xv.realm, xv.idx, a._id FROM xv JOIN a USING (vlob)";
 
-/// Stores the accepted writes' atoms, change log entries, the realms' new
-/// checkpoints and `realm_user_change`, in one pipelined flight of three
-/// statements; returns each write's checkpoint, in order.
-async fn store_versions(
-    c: &mut Conn,
+/// [`STORE_WITH_CREATES`] for a batch of updates only (same binds, $2 and
+/// $10 unused).
+const STORE_UPDATES: &str = "WITH a AS (INSERT INTO vlob_atom \
+       (vlob, encryption_revision, version, blob, size, author, created_on) \
+       SELECT v, e, n, b, octet_length(b), au, t \
+       FROM unnest($1::bigint[], $4::int4[], $5::int4[], $6::bytea[], $7::bigint[], $8::timestamptz[]) \
+       AS x(v, e, n, b, au, t) RETURNING _id, vlob) \
+     INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
+     SELECT y.r, y.i, a._id FROM unnest($1::bigint[], $3::bigint[], $9::bigint[]) AS y(v, r, i) \
+     JOIN a ON a.vlob = y.v";
+
+/// Stores the accepted writes (the creates' `vlob` rows, every atom and
+/// its change log entry, the realms' new checkpoints, `realm_user_change`)
+/// and commits, in one pipelined flight of four statements; returns each
+/// write's checkpoint, in order. Nothing accepted: only the commit.
+async fn store_and_commit(
+    c: &Conn,
+    org: i64,
     writes: &[VlobWrite],
     realms: &BTreeMap<i64, LockedRealm>,
     accepted: &[Accepted],
 ) -> Result<Vec<u64>, Internal> {
+    let mut commit_only = c;
     if accepted.is_empty() {
+        prepared("COMMIT", &[]).execute(&mut commit_only).await?;
         return Ok(Vec::new());
     }
     let n = accepted.len();
-    let (mut vlobs, mut revisions, mut versions) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut vlobs, mut vlob_ids, mut revisions, mut versions) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let (mut blobs, mut devices, mut stamps) = (
         ByteaArray(Vec::with_capacity(n)),
         Vec::with_capacity(n),
@@ -524,7 +559,8 @@ async fn store_versions(
             .ok_or_else(|| unexpected("realm of a write not locked"))?;
         let index = last_index.entry(a.realm).or_insert(realm.checkpoint);
         *index += 1;
-        vlobs.push(a.vlob.ok_or_else(|| unexpected("accepted write without vlob row"))?);
+        vlobs.push(a.vlob);
+        vlob_ids.push(writes[a.at].vlob_id());
         revisions.push(realm.realm.revision());
         versions.push(a.version);
         blobs.0.push(blob);
@@ -548,15 +584,17 @@ async fn store_versions(
         change_on.push(on);
     }
 
-    let atoms: [&dyn BindValue; 8] = [
-        &bind::<Array<BigInt>, _>(&vlobs),
+    let atoms: [&dyn BindValue; 10] = [
+        &bind::<Array<Nullable<BigInt>>, _>(&vlobs),
+        &bind::<Array<diesel::sql_types::Uuid>, _>(&vlob_ids),
+        &bind::<Array<BigInt>, _>(&log_realms),
         &bind::<Array<Int4>, _>(&revisions),
         &bind::<Array<Int4>, _>(&versions),
         &bind::<Array<Bytea>, _>(&blobs),
         &bind::<Array<BigInt>, _>(&devices),
         &bind::<Array<Timestamptz>, _>(&stamps),
-        &bind::<Array<BigInt>, _>(&log_realms),
         &bind::<Array<BigInt>, _>(&log_indexes),
+        &bind::<BigInt, _>(org),
     ];
     let checkpoints_to: [&dyn BindValue; 2] = [
         &bind::<Array<BigInt>, _>(&moved_realms),
@@ -567,18 +605,17 @@ async fn store_versions(
         &bind::<Array<BigInt>, _>(&change_users),
         &bind::<Array<Timestamptz>, _>(&change_on),
     ];
-    let shared: &Conn = c;
-    let (mut c1, mut c2, mut c3) = (shared, shared, shared);
-    // One write per vlob in a batch: the vlob identifies its atom.
+    let (mut c1, mut c2, mut c3, mut c4) = (c, c, c, c);
+    // A create's `vlob` row comes with its atom (`pk` null), an update
+    // names its row; one write per vlob in a batch: the vlob identifies
+    // its atom. Without creates, a leaner text (an eighth less time in
+    // PostgreSQL for a batch of updates).
+    let creates = accepted.iter().any(|a| a.vlob.is_none());
     let logged = prepared(
-        "WITH a AS ( \
-           INSERT INTO vlob_atom (vlob, encryption_revision, version, blob, size, author, created_on) \
-           SELECT v, e, n, b, octet_length(b), au, t \
-           FROM unnest($1::bigint[], $2::int4[], $3::int4[], $4::bytea[], $5::bigint[], $6::timestamptz[]) \
-           AS x(v, e, n, b, au, t) RETURNING _id, vlob) \
-         INSERT INTO realm_vlob_update (realm, index, vlob_atom) \
-         SELECT y.r, y.i, a._id FROM unnest($1::bigint[], $7::bigint[], $8::bigint[]) AS y(v, r, i) \
-         JOIN a ON a.vlob = y.v",
+        match creates {
+            true => STORE_WITH_CREATES,
+            false => STORE_UPDATES,
+        },
         &atoms,
     )
     .execute(&mut c1);
@@ -595,9 +632,16 @@ async fn store_versions(
         &changes,
     )
     .execute(&mut c3);
-    let (logged, moved, _) = futures_util::future::try_join3(logged, moved, changed).await?;
+    // Sent right behind the writes: were any of them to fail, PostgreSQL
+    // would end the transaction with a rollback instead.
+    let commit = prepared("COMMIT", &[]).execute(&mut c4);
+    let (logged, moved, _, _) = futures_util::future::try_join4(logged, moved, changed, commit).await?;
     if logged != n || moved != moved_realms.len() {
-        return Err(unexpected("vlob batch: change log or checkpoints not written"));
+        // Committed, and every insert is all or nothing: only a bug gets here.
+        log::error!(
+            "vlob batch: {logged} change log rows for {n} writes, {moved} checkpoints for {}",
+            moved_realms.len()
+        );
     }
     Ok(checkpoints)
 }
