@@ -49,6 +49,26 @@ fn summary(o: &VlobWritten) -> String {
     }
 }
 
+/// What changed in `realm` after `checkpoint`, as `dev` polls it.
+async fn poll(env: &Env, dev: &Dev, realm: Uuid, checkpoint: i64) -> parsec_actors::backend::VlobChanges {
+    env.backends
+        .vlob
+        .poll_changes(&env.org, &dev.user_id(), realm, checkpoint)
+        .await
+        .expect("poll_changes")
+}
+
+/// Runs `batch` on the backend; the [`summary`] of each outcome.
+async fn write_summaries(env: &Env, batch: &[VlobWrite]) -> Vec<String> {
+    env.backends
+        .vlob
+        .write_batch(&env.org, batch)
+        .await
+        .iter()
+        .map(summary)
+        .collect()
+}
+
 #[actix_web::test]
 async fn a_mixed_batch_answers_each_write_as_one_by_one() {
     let (env, alice) = Env::start().await;
@@ -99,23 +119,13 @@ async fn a_mixed_batch_answers_each_write_as_one_by_one() {
     }
 
     // What was written reads back, and the change logs have no gap.
-    let changes = env
-        .backends
-        .vlob
-        .poll_changes(&env.org, &alice.user_id(), r1, 0)
-        .await
-        .unwrap();
+    let changes = poll(&env, &alice, r1, 0).await;
     assert_eq!(changes.current_checkpoint, 4);
     assert_eq!(changes.changes.len(), 3);
     assert_eq!(changes.changes.get(&v0), Some(&2));
     assert_eq!(changes.changes.get(&a), Some(&1));
     assert_eq!(changes.changes.get(&g), Some(&1));
-    let changes = env
-        .backends
-        .vlob
-        .poll_changes(&env.org, &alice.user_id(), r2, 2)
-        .await
-        .unwrap();
+    let changes = poll(&env, &alice, r2, 2).await;
     assert_eq!(changes.current_checkpoint, 3);
     assert_eq!(changes.changes.into_iter().collect::<Vec<_>>(), vec![(f, 1)]);
     let read = env.vlob_read(&bob, v0, 1, None, None).await;
@@ -152,14 +162,7 @@ async fn a_taken_id_in_a_batch_changes_no_other_answer() {
         create(&alice, r1, v0, 1, now()), // taken, in this realm
         create(&alice, r2, b, 1, now()),
     ];
-    let got: Vec<String> = env
-        .backends
-        .vlob
-        .write_batch(&env.org, &batch)
-        .await
-        .iter()
-        .map(summary)
-        .collect();
+    let got = write_summaries(&env, &batch).await;
     assert_eq!(
         got,
         [
@@ -170,12 +173,7 @@ async fn a_taken_id_in_a_batch_changes_no_other_answer() {
             "created 2"
         ]
     );
-    let changes = env
-        .backends
-        .vlob
-        .poll_changes(&env.org, &alice.user_id(), r1, 0)
-        .await
-        .unwrap();
+    let changes = poll(&env, &alice, r1, 0).await;
     assert_eq!(changes.current_checkpoint, 3);
     assert_eq!(
         changes
@@ -198,14 +196,7 @@ async fn writes_to_one_vlob_in_a_batch_see_each_other() {
         update(&alice, x, 2, at(-1)),
         update(&alice, x, 3, at(-1)),
     ];
-    let got: Vec<String> = env
-        .backends
-        .vlob
-        .write_batch(&env.org, &batch)
-        .await
-        .iter()
-        .map(summary)
-        .collect();
+    let got = write_summaries(&env, &batch).await;
     assert_eq!(
         got,
         [
@@ -250,12 +241,7 @@ async fn concurrent_commands_are_batched_without_changing_answers() {
         statuses.sort_unstable();
         assert_eq!(statuses, ["bad_version", "ok"], "{pair:?}");
     }
-    let changes = env
-        .backends
-        .vlob
-        .poll_changes(&env.org, &alice.user_id(), realm_id, 0)
-        .await
-        .unwrap();
+    let changes = poll(&env, &alice, realm_id, 0).await;
     assert_eq!(changes.current_checkpoint, 240);
     assert!(ids.iter().all(|id| changes.changes.get(id) == Some(&2)));
 }
@@ -297,12 +283,7 @@ async fn racing_batches_on_the_same_vlobs_agree_on_one_order() {
             "{pair:?}"
         );
     }
-    let changes = env
-        .backends
-        .vlob
-        .poll_changes(&env.org, &alice.user_id(), realm_id, 0)
-        .await
-        .unwrap();
+    let changes = poll(&env, &alice, realm_id, 0).await;
     assert_eq!(changes.current_checkpoint, 90);
     assert!(existing.iter().all(|id| changes.changes.get(id) == Some(&2)));
     assert!(fresh.iter().all(|id| changes.changes.get(id) == Some(&1)));
