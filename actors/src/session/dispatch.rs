@@ -8,12 +8,13 @@
 use parsec_protocol::cmds::{self, anonymous, authenticated, invited};
 use parsec_protocol::value::Value;
 
+use super::ActorsRef;
 use crate::backend::Internal;
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
 use crate::event::Event;
 use crate::invite::{self, ClaimerOutcome};
 use crate::organization::{self, BootstrapRequest};
-use crate::{Actors, block, message, pki, realm, user, vlob};
+use crate::{block, message, pki, realm, user, vlob};
 
 fn not_implemented(who: &dyn std::fmt::Display, cmd: &str) -> Result<Value, Internal> {
     log::warn!("{who} cmd={cmd}: not implemented yet, answered unknown_command");
@@ -26,7 +27,7 @@ fn pong(ping: String) -> Value {
 
 /// Runs one authenticated command (`events_*` are handled by the session).
 pub(crate) async fn authenticated(
-    actors: Actors,
+    actors: ActorsRef,
     client: std::sync::Arc<AuthenticatedClient>,
     req: authenticated::AnyReq,
 ) -> Result<Value, Internal> {
@@ -109,7 +110,7 @@ impl From<ClaimerOutcome> for Reply {
 
 /// Runs one invited (claimer) command.
 pub(crate) async fn invited(
-    actors: Actors,
+    actors: ActorsRef,
     client: std::sync::Arc<InvitedClient>,
     req: invited::AnyReq,
 ) -> Result<Reply, Internal> {
@@ -130,7 +131,7 @@ pub(crate) async fn invited(
 
 /// Runs one legacy API v1 anonymous command.
 pub(crate) async fn anonymous_v1(
-    actors: Actors,
+    actors: ActorsRef,
     client: std::sync::Arc<AnonymousClient>,
     req: anonymous::AnyV1Req,
 ) -> Result<Value, Internal> {

@@ -4,6 +4,7 @@
 use parsec_protocol::handshake::{self, Answer, HandshakeError};
 use parsec_protocol::types::DateTime;
 
+use super::ActorsRef;
 use crate::Actors;
 use crate::backend::*;
 use crate::client::{AnonymousClient, AuthenticatedClient, InvitedClient};
@@ -64,7 +65,7 @@ fn expired(actors: &Actors, org: &parsec_protocol::types::OrganizationId) -> Ref
 
 /// Checks the answer to `challenge`.
 pub(crate) async fn identify(
-    actors: Actors,
+    actors: ActorsRef,
     conn_id: u64,
     raw_answer: Vec<u8>,
     challenge: Vec<u8>,

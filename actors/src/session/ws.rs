@@ -56,7 +56,7 @@ pub fn run<S>(input: S, actors: impl AsRef<Actors> + 'static) -> impl Stream<Ite
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
-    let session = ClientSession::new(Box::new(actors));
+    let session = ClientSession::new(std::rc::Rc::new(actors));
     let frames = Frames::new(FrameGuard::new(input));
     // The context's own decoder is given a stream that never yields: ours
     // replaces it (see [`Frames`]). The context encodes what the session
