@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use parsec_load::args::Args;
 
+/// The server's allocator (see `server/src/main.rs`): the tool shares the
+/// machine with the server it measures, and spends 5–9 % less CPU with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let cfg = match args.resolve() {
