@@ -355,16 +355,16 @@ async fn snapshot(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Resul
     let by_vlob: [&dyn BindValue; 2] = [&org, &updated_ids];
     let by_realm: [&dyn BindValue; 3] = [&org, &created_in, &updated_ids];
     let by_realm_and_device: [&dyn BindValue; 4] = [&org, &created_in, &updated_ids, &devices];
-    let (mut c0, mut c1, mut c3, mut c4, mut c5) = (c, c, c, c, c);
+    let (mut c0, mut c1, mut c2, mut c3, mut c4) = (c, c, c, c, c);
     let begin = prepared("BEGIN", &[]).execute(&mut c0);
     let authors = prepared(&SNAPSHOT_SQL.authors, &by_device).load::<AuthorRow>(&mut c1);
-    let locked = prepared(&SNAPSHOT_SQL.locked, &by_realm).load::<LockedRow>(&mut c3);
-    let roles = prepared(&SNAPSHOT_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c4);
+    let locked = prepared(&SNAPSHOT_SQL.locked, &by_realm).load::<LockedRow>(&mut c2);
+    let roles = prepared(&SNAPSHOT_SQL.roles, &by_realm_and_device).load::<RoleRow>(&mut c3);
     let latest = async {
         match has_updates {
             true => {
                 prepared(&SNAPSHOT_SQL.latest, &by_vlob)
-                    .load::<LatestRow>(&mut c5)
+                    .load::<LatestRow>(&mut c4)
                     .await
             }
             false => Ok(Vec::new()),
