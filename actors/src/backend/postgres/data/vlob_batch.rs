@@ -129,7 +129,6 @@ async fn run_in(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<
         updated,
         realms,
         roles,
-        latest,
     } = snapshot(c, org, writes).await?;
     let org_pk = authors
         .values()
@@ -167,7 +166,7 @@ async fn run_in(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Result<
             }
             VlobWrite::Update { author, req } => {
                 let author = author_of(author)?;
-                match check_update(req, author, &updated, &realms, &roles, &latest) {
+                match check_update(req, author, &updated, &realms, &roles) {
                     Ok((realm, vlob, version)) => {
                         accepted.push(Accepted {
                             at,
@@ -215,14 +214,22 @@ struct LockedRealm {
 /// What decides the batch's outcomes, read under the realm locks.
 struct Snapshot {
     authors: Authors,
-    /// Vlob id → (vlob row id, realm row id), for the vlobs updates name.
-    updated: HashMap<Uuid, (i64, i64)>,
+    /// The vlobs updates name, by vlob id.
+    updated: HashMap<Uuid, UpdatedVlob>,
     /// By row id.
     realms: BTreeMap<i64, LockedRealm>,
     /// (realm, user) → last role certificate.
     roles: HashMap<(i64, i64), LastRole>,
-    /// Vlob row id → latest version and its timestamp.
-    latest: HashMap<i64, (i32, Ts)>,
+}
+
+/// A vlob an update names, read under its realm's lock.
+struct UpdatedVlob {
+    pk: i64,
+    realm: i64,
+    /// Its latest version and that version's timestamp. Every vlob row
+    /// gets its first atom in the statement that inserts it; one without
+    /// would fail its update as not found.
+    latest: Option<(i32, Ts)>,
 }
 
 /// The texts of the four snapshot reads (fixed: each is one prepared
@@ -385,7 +392,17 @@ async fn snapshot(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Resul
             (r.device_id, author)
         })
         .collect();
-    let updated = latest.iter().map(|r| (r.vlob_id, (r.vlob, r.realm))).collect();
+    let updated = latest
+        .into_iter()
+        .map(|r| {
+            let vlob = UpdatedVlob {
+                pk: r.vlob,
+                realm: r.realm,
+                latest: r.version.zip(r.created_on),
+            };
+            (r.vlob_id, vlob)
+        })
+        .collect();
     let realms = locked
         .into_iter()
         .map(|row| {
@@ -407,18 +424,11 @@ async fn snapshot(c: &Conn, org: &OrganizationId, writes: &[VlobWrite]) -> Resul
             Ok(((r.realm, r.user_), role))
         })
         .collect::<Result<_, Internal>>()?;
-    // Every vlob row gets its first atom in the statement that inserts it;
-    // one without would fail its update as not found.
-    let latest = latest
-        .into_iter()
-        .filter_map(|r| Some((r.vlob, (r.version?, r.created_on?))))
-        .collect();
     Ok(Snapshot {
         authors,
         updated,
         realms,
         roles,
-        latest,
     })
 }
 
@@ -457,19 +467,18 @@ fn check_create<'r>(
 fn check_update(
     req: &VlobUpdate,
     author: Author,
-    updated: &HashMap<Uuid, (i64, i64)>,
+    updated: &HashMap<Uuid, UpdatedVlob>,
     realms: &BTreeMap<i64, LockedRealm>,
     roles: &HashMap<(i64, i64), LastRole>,
-    latest: &HashMap<i64, (i32, Ts)>,
 ) -> Result<(i64, i64, i32), VlobUpdateError> {
     use VlobUpdateError as E;
-    let (vlob, realm) = *updated.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
-    let realm = realms.get(&realm).map(|r| &r.realm);
+    let vlob = updated.get(&req.vlob_id).ok_or(E::VlobNotFound)?;
+    let realm = realms.get(&vlob.realm).map(|r| &r.realm);
     let (realm, last) = check_write(realm, author, req.encryption_revision, roles)?;
     if let Some(t) = last.map(|r| r.granted_on).filter(|t| *t >= req.timestamp) {
         return Err(E::RequireGreaterTimestamp(t));
     }
-    let (latest, latest_on) = *latest.get(&vlob).ok_or(E::VlobNotFound)?;
+    let (latest, latest_on) = vlob.latest.ok_or(E::VlobNotFound)?;
     let next = latest + 1;
     if !same_revision(req.version, unsigned(next)?) {
         return Err(E::BadVersion);
@@ -477,7 +486,7 @@ fn check_update(
     if dt(latest_on) > req.timestamp {
         return Err(E::RequireGreaterTimestamp(dt(latest_on)));
     }
-    Ok((realm.pk, vlob, next))
+    Ok((realm.pk, vlob.pk, next))
 }
 
 // ----------------------------------------------------------------- writes
@@ -642,10 +651,11 @@ async fn store_and_commit(
     // end the transaction with a rollback instead.
     let commit = prepared("COMMIT", &[]).execute(&mut c2);
     let (stored, _) = futures_util::future::try_join(stored, commit).await?;
-    let counts = stored.as_slice().first().map(|s| (s.logged, s.moved));
-    let expected = (i64::try_from(n).ok(), i64::try_from(moved_realms.len()).ok());
-    if counts.map(|(l, m)| (Some(l), Some(m))) != Some(expected) {
+    let as_expected =
+        |s: &Stored| usize::try_from(s.logged) == Ok(n) && usize::try_from(s.moved) == Ok(moved_realms.len());
+    if !matches!(stored.as_slice(), [s] if as_expected(s)) {
         // Committed, and every insert is all or nothing: only a bug gets here.
+        let counts: Vec<(i64, i64)> = stored.iter().map(|s| (s.logged, s.moved)).collect();
         log::error!(
             "vlob batch: (change log rows, checkpoints) {counts:?} for {n} writes and {} realms",
             moved_realms.len()
