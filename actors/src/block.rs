@@ -33,7 +33,7 @@ use crate::Actors;
 use crate::backend::*;
 use crate::blockstore::BlockStore;
 use crate::client::AuthenticatedClient;
-use crate::grouping::{Counted, Grouping, answer, start_counted};
+use crate::grouping::{Counted, Grouping, Replies, start_counted};
 
 /// Most groups of each kind running at once: enough for PostgreSQL to use
 /// every core, few enough to leave pooled connections to everything else.
@@ -123,7 +123,7 @@ impl BlockActor {
             let (backend, store) = (self.backend.clone(), self.store.clone());
             let run = async move { backend.create_group(blocks, DateTime::now(), &*store).await };
             ctx.spawn(run.into_actor(self).map(move |outcomes, act, ctx| {
-                answer(replies, outcomes, || Err(no_outcome().into()));
+                Replies::new(replies, || Err(no_outcome().into())).send_all(outcomes);
                 if let Some(creates) = act.creates.as_mut() {
                     creates.done();
                 }
@@ -136,9 +136,9 @@ impl BlockActor {
     const READS: Counted<Self, BlockToRead, Result<Bytes, BlockReadError>> = Counted {
         max: MAX_READ_GROUP,
         grouping: |act| act.reads.as_mut(),
-        run: |act, reads| {
+        run: |act, reads, mut replies| {
             let (backend, store) = (act.backend.clone(), act.store.clone());
-            Box::pin(async move { backend.read_group(reads, &*store).await })
+            Box::pin(async move { backend.read_group(reads, &*store, &mut replies).await })
         },
         missing: || Err(no_outcome().into()),
     };

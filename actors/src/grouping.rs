@@ -108,23 +108,63 @@ impl<T, R> Grouping<T, R> {
     }
 }
 
-/// Hands each requester its outcome, in order; `missing` stands for the
-/// outcomes a group failed to give.
-pub(crate) fn answer<R>(replies: Vec<oneshot::Sender<R>>, outcomes: Vec<R>, missing: impl Fn() -> R) {
-    let mut outcomes = outcomes.into_iter();
-    for reply in replies {
-        // The requester may be gone (connection closed): nothing to do.
-        let _ = reply.send(outcomes.next().unwrap_or_else(&missing));
+/// The requesters of a running group. Each is answered once, as soon as its
+/// outcome is known: a group statement hands its rows over one at a time,
+/// and a requester need not wait for the rows of the others. Those still
+/// unanswered when the group ends (it is dropped) get `missing`.
+pub struct Replies<R> {
+    senders: Vec<Option<oneshot::Sender<R>>>,
+    missing: fn() -> R,
+}
+
+impl<R> Replies<R> {
+    pub(crate) fn new(senders: Vec<oneshot::Sender<R>>, missing: fn() -> R) -> Self {
+        Self {
+            senders: senders.into_iter().map(Some).collect(),
+            missing,
+        }
+    }
+
+    /// Answers the `i`-th request of the group (counting from 0), unless it
+    /// was answered already.
+    pub fn send(&mut self, i: usize, outcome: R) {
+        if let Some(sender) = self.senders.get_mut(i).and_then(Option::take) {
+            // The requester may be gone (connection closed): nothing to do.
+            let _ = sender.send(outcome);
+        }
+    }
+
+    /// Answers the requests in order, from the first.
+    pub fn send_all(&mut self, outcomes: impl IntoIterator<Item = R>) {
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            self.send(i, outcome);
+        }
+    }
+
+    /// The requests not answered yet (counting from 0).
+    pub fn unanswered(&self) -> Vec<usize> {
+        (self.senders.iter().enumerate())
+            .filter_map(|(i, s)| s.is_some().then_some(i))
+            .collect()
+    }
+}
+
+impl<R> Drop for Replies<R> {
+    fn drop(&mut self) {
+        for sender in self.senders.iter_mut().filter_map(Option::take) {
+            let _ = sender.send((self.missing)());
+        }
     }
 }
 
 /// How an actor runs groups of one kind that only a count bounds: where its
-/// [`Grouping`] is, the most requests in a group, the backend call, and the
-/// outcome of a request the call failed to answer.
+/// [`Grouping`] is, the most requests in a group, the backend call (which
+/// answers the requesters), and the outcome of a request the call failed to
+/// answer.
 pub(crate) struct Counted<A, T, R> {
     pub max: usize,
     pub grouping: fn(&mut A) -> Option<&mut Grouping<T, R>>,
-    pub run: fn(&A, Vec<T>) -> futures_util::future::LocalBoxFuture<'static, Vec<R>>,
+    pub run: fn(&A, Vec<T>, Replies<R>) -> futures_util::future::LocalBoxFuture<'static, ()>,
     pub missing: fn() -> R,
 }
 
@@ -137,8 +177,7 @@ impl<A, T, R> Clone for Counted<A, T, R> {
 impl<A, T, R> Copy for Counted<A, T, R> {}
 
 /// Starts groups while slots are free: arrival order, at most `how.max`
-/// each. When a group ends, its requesters get their outcomes and the next
-/// groups start.
+/// each. When a group ends, the next groups start.
 pub(crate) fn start_counted<A, T, R>(act: &mut A, ctx: &mut Context<A>, how: Counted<A, T, R>)
 where
     A: Actor<Context = Context<A>>,
@@ -154,13 +193,39 @@ where
         let Some((group, replies)) = (how.grouping)(act).and_then(|g| g.next(admit)) else {
             return;
         };
-        let run = (how.run)(act, group);
-        ctx.spawn(run.into_actor(act).map(move |outcomes, act, ctx| {
-            answer(replies, outcomes, how.missing);
+        let run = (how.run)(act, group, Replies::new(replies, how.missing));
+        ctx.spawn(run.into_actor(act).map(move |(), act, ctx| {
             if let Some(g) = (how.grouping)(act) {
                 g.done();
             }
             start_counted(act, ctx, how);
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_requester_gets_one_outcome_and_the_unanswered_get_missing() {
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..4).map(|_| oneshot::channel::<i32>()).unzip();
+        let mut replies = Replies::new(senders, || -1);
+        replies.send(2, 20);
+        replies.send(2, 21); // answered already: ignored
+        replies.send(9, 90); // no such request: ignored
+        assert_eq!(replies.unanswered(), vec![0, 1, 3]);
+        replies.send(0, 0);
+        drop(replies);
+        let got: Vec<_> = receivers.iter_mut().map(|r| r.try_recv().ok()).collect();
+        assert_eq!(got, vec![Some(0), Some(-1), Some(20), Some(-1)]);
+    }
+
+    #[test]
+    fn send_all_answers_in_order_from_the_first() {
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel::<i32>()).unzip();
+        Replies::new(senders, || -1).send_all([7, 8]);
+        let got: Vec<_> = receivers.iter_mut().map(|r| r.try_recv().ok()).collect();
+        assert_eq!(got, vec![Some(7), Some(8), Some(-1)]);
     }
 }

@@ -42,6 +42,8 @@ pub mod user;
 pub mod vlob;
 pub mod webhook;
 
+pub use grouping::Replies;
+
 use std::sync::Arc;
 
 use actix::prelude::*;

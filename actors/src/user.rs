@@ -58,9 +58,9 @@ impl UserActor {
     const LOOKUPS: Counted<Self, (OrganizationId, DeviceId), Result<HandshakeIdentity, UserLookupError>> = Counted {
         max: MAX_LOOKUP_GROUP,
         grouping: |act| act.lookups.as_mut(),
-        run: |act, lookups| {
+        run: |act, lookups, mut replies| {
             let backend = act.backend.clone();
-            Box::pin(async move { backend.handshake_identities(lookups).await })
+            Box::pin(async move { replies.send_all(backend.handshake_identities(lookups).await) })
         },
         missing: || Err(no_lookup_outcome().into()),
     };

@@ -148,9 +148,9 @@ impl VlobActor {
     const READS: Counted<Self, VlobToRead, Result<VlobVersionRead, VlobReadError>> = Counted {
         max: MAX_READ_GROUP,
         grouping: |act| act.reads.as_mut(),
-        run: |act, reads| {
+        run: |act, reads, mut replies| {
             let backend = act.backend.clone();
-            Box::pin(async move { backend.read_group(reads).await })
+            Box::pin(async move { replies.send_all(backend.read_group(reads).await) })
         },
         missing: || Err(no_read_outcome().into()),
     };

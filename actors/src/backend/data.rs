@@ -25,6 +25,7 @@ use parsec_protocol::types::*;
 
 use super::Internal;
 use crate::blockstore::{BlockStore, BlockStoreError};
+use crate::grouping::Replies;
 
 // ------------------------------------------------------------------ rules
 
@@ -686,10 +687,16 @@ pub trait BlockBackend: Send + Sync {
     fn groups_reads(&self, _store: &dyn BlockStore) -> bool {
         false
     }
-    /// Reads `blocks` with the outcomes `read` would give each, in order.
+    /// Reads `blocks`, handing `replies` the outcome `read` would give each
+    /// (the `i`-th block's to request `i`), each as soon as it is known.
     /// The default runs the reads concurrently.
-    async fn read_group(&self, blocks: Vec<BlockToRead>, store: &dyn BlockStore) -> Vec<Result<Bytes, BlockReadError>> {
-        read_each(self, &blocks, store).await
+    async fn read_group(
+        &self,
+        blocks: Vec<BlockToRead>,
+        store: &dyn BlockStore,
+        replies: &mut Replies<Result<Bytes, BlockReadError>>,
+    ) {
+        replies.send_all(read_each(self, &blocks, store).await)
     }
     /// Checks that the block exists and that the requester may read it.
     async fn check_read(&self, org: &OrganizationId, user: &UserId, block_id: Uuid) -> Result<(), BlockReadError>;

@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use futures_util::TryStreamExt;
 use parsec_protocol::cmds::authenticated::BlockCreate;
 use parsec_protocol::types::*;
 use parsec_schema::schema::{device, message};
 
 use super::*;
 use crate::blockstore::{BlockStore, BlockStoreError};
+use crate::grouping::Replies;
 use diesel::sql_types::{Array, Bool, Bytea};
 
 /// What the block-create checks (commands.md §10.1 steps 2–5) need, from one
@@ -353,18 +355,35 @@ impl BlockBackend for PgStore {
         self.keeps_blocks_of(store)
     }
 
-    async fn read_group(&self, blocks: Vec<BlockToRead>, store: &dyn BlockStore) -> Vec<Result<Bytes, BlockReadError>> {
+    async fn read_group(
+        &self,
+        blocks: Vec<BlockToRead>,
+        store: &dyn BlockStore,
+        replies: &mut Replies<Result<Bytes, BlockReadError>>,
+    ) {
         if !self.keeps_blocks_of(store) {
-            return read_each(self, &blocks, store).await;
+            return replies.send_all(read_each(self, &blocks, store).await);
         }
-        match read_group_in_own_database(self, &blocks).await {
-            Ok(outcomes) => outcomes,
-            Err(e) if blocks.len() > 1 => {
-                // Whatever failed, each read on its own gets its own outcome.
-                log::warn!("group of {} block reads: {e:#}; reading one by one", blocks.len());
-                read_each(self, &blocks, store).await
-            }
-            Err(e) => vec![Err(e.into())],
+        let Err(e) = read_group_in_own_database(self, &blocks, |i, outcome| replies.send(i, outcome)).await else {
+            return;
+        };
+        if blocks.len() == 1 {
+            return replies.send(0, Err(e.into()));
+        }
+        // Whatever failed, each read still unanswered gets its own outcome
+        // on its own.
+        let left = replies.unanswered();
+        log::warn!(
+            "group of {} block reads: {e:#}; reading the {} unanswered one by one",
+            blocks.len(),
+            left.len()
+        );
+        let reads = left.iter().map(|&i| {
+            let b = &blocks[i];
+            async move { (i, BlockBackend::read(self, &b.org, &b.user, b.block_id, store).await) }
+        });
+        for (i, outcome) in futures_util::future::join_all(reads).await {
+            replies.send(i, outcome);
         }
     }
 
@@ -401,10 +420,9 @@ impl BlockBackend for PgStore {
             user: user.clone(),
             block_id,
         };
-        let mut outcomes = read_group_in_own_database(self, std::slice::from_ref(&read)).await?;
-        outcomes
-            .pop()
-            .unwrap_or_else(|| Err(unexpected("group read gave no outcome").into()))
+        let mut outcome = None;
+        read_group_in_own_database(self, std::slice::from_ref(&read), |_, o| outcome = Some(o)).await?;
+        outcome.unwrap_or_else(|| Err(unexpected("group read gave no outcome").into()))
     }
 }
 
@@ -440,10 +458,16 @@ static READ_CHECK: LazyLock<String> = LazyLock::new(|| {
 /// index probes (a plain join over the unnest can be planned as hash joins
 /// over whole tables). The bytes come only for a member of the realm
 /// (whatever else refuses, they are dropped).
+///
+/// `give` gets each read's outcome (with its index in `blocks`) as its row
+/// arrives, while PostgreSQL still looks up the next ones: a reader gets
+/// its block without waiting for the whole group's megabytes. On an error,
+/// the reads given nothing yet are the caller's to answer.
 async fn read_group_in_own_database(
     store: &PgStore,
     blocks: &[BlockToRead],
-) -> Result<Vec<Result<Bytes, BlockReadError>>, Internal> {
+    mut give: impl FnMut(usize, Result<Bytes, BlockReadError>) + Send,
+) -> Result<(), Internal> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = BigInt)]
@@ -469,7 +493,7 @@ async fn read_group_in_own_database(
         )
     });
     let mut conn = store.conn().await?;
-    let rows: Vec<Row> = prepared(
+    let mut rows = prepared(
         &SQL,
         &[
             &bind::<Array<Text>, _>(blocks.iter().map(|b| b.org.as_str()).collect::<Vec<_>>()),
@@ -477,19 +501,34 @@ async fn read_group_in_own_database(
             &bind::<Array<diesel::sql_types::Uuid>, _>(blocks.iter().map(|b| b.block_id).collect::<Vec<_>>()),
         ],
     )
-    .load(&mut conn)
+    .load_stream::<Row>(&mut conn)
     .await?;
-    drop(conn);
-    Ok(by_ordinal(rows, blocks.len(), |r| r.n)?
-        .into_iter()
-        .map(|row| match row {
-            Some(Row { check, data, .. }) => judge_read(Some(check)).and_then(|()| {
+    let mut given = vec![false; blocks.len()];
+    while let Some(row) = rows.try_next().await? {
+        let i = usize::try_from(row.n - 1)
+            .ok()
+            .filter(|&i| i < blocks.len() && !given[i])
+            .ok_or_else(|| unexpected("group statement answered an unknown request"))?;
+        given[i] = true;
+        let Row { check, data, .. } = row;
+        give(
+            i,
+            judge_read(Some(check)).and_then(|()| {
                 data.map(Bytes::from)
                     .ok_or(BlockReadError::Store(BlockStoreError::NotFound))
             }),
-            None => Err(unexpected("organization of an authenticated user not found").into()),
-        })
-        .collect())
+        );
+    }
+    drop(rows);
+    drop(conn);
+    // A read without a row: its requester's organization is gone.
+    for i in (0..blocks.len()).filter(|&i| !given[i]) {
+        give(
+            i,
+            Err(unexpected("organization of an authenticated user not found").into()),
+        );
+    }
+    Ok(())
 }
 
 /// The rules of a block read (commands.md §10.2) applied to its check row.
