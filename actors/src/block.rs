@@ -10,7 +10,7 @@
 //!
 //! Where the backend says grouping pays ([`BlockBackend::groups_creates`]:
 //! PostgreSQL keeping the bytes in its own database), creates are gathered:
-//! up to [`GROUPS_IN_FLIGHT`] groups run at once (a second one waits for
+//! up to [`CREATE_GROUPS_IN_FLIGHT`] groups run at once (another one waits for
 //! [`SECOND_GROUP_MIN`] creates or [`SECOND_GROUP_LINGER`]), and the
 //! creates arriving meanwhile wait for the next free slot and go together in one
 //! [`BlockBackend::create_group`] (at most [`MAX_GROUP`] blocks or
@@ -35,14 +35,18 @@ use crate::blockstore::BlockStore;
 use crate::client::AuthenticatedClient;
 use crate::grouping::{Counted, Grouping, Replies, start_counted};
 
-/// Most groups of each kind running at once: enough for PostgreSQL to use
-/// every core, few enough to leave pooled connections to everything else.
-/// Two rather than three: concurrent groups of creates spend about half
-/// their time waiting for each other to extend the block tables (`Lock:
-/// extend` in `pg_stat_activity`), and two larger groups did the same work
-/// in 3–5 % fewer cycles, for reads as well (BENCHMARKS.md). One group
-/// leaves a core idle.
-pub const GROUPS_IN_FLIGHT: usize = 2;
+/// Most groups of creates running at once. PostgreSQL receives a group's
+/// megabytes before it runs the statement: with three groups, one is being
+/// received while the others run, and `block_create` went 3–4 % faster than
+/// with two in five alternating runs (BENCHMARKS.md, third session of
+/// 2026-11-23). More did no better for the CPU they took: concurrent
+/// groups wait for each other to extend the block tables (`Lock: extend`).
+pub const CREATE_GROUPS_IN_FLIGHT: usize = 3;
+
+/// Most groups of reads running at once: enough for PostgreSQL to use
+/// every core (one group leaves a core idle), few enough to leave pooled
+/// connections to everything else. A third group made reads slower.
+pub const READ_GROUPS_IN_FLIGHT: usize = 2;
 
 /// Most requests in one group.
 pub const MAX_GROUP: usize = 32;
@@ -79,8 +83,12 @@ pub struct BlockActor {
 
 impl BlockActor {
     pub fn new(backend: Arc<dyn BlockBackend>, store: Arc<dyn BlockStore>) -> Self {
-        let creates = backend.groups_creates(&*store).then(|| Grouping::new(GROUPS_IN_FLIGHT));
-        let reads = backend.groups_reads(&*store).then(|| Grouping::new(GROUPS_IN_FLIGHT));
+        let creates = backend
+            .groups_creates(&*store)
+            .then(|| Grouping::new(CREATE_GROUPS_IN_FLIGHT));
+        let reads = backend
+            .groups_reads(&*store)
+            .then(|| Grouping::new(READ_GROUPS_IN_FLIGHT));
         Self {
             backend,
             store,
