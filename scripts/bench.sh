@@ -135,20 +135,29 @@ fi
 # in binary. pgbench's block insert above copies a stored value without
 # sending it, and its select receives hex text: a bound for PostgreSQL, not
 # for the blockstore a request goes through.
-# Each store bench runs on a database of its own: its inserts, which its
-# reads then read, are not added to those of the benches before (2.6 GB
-# each). Written and flushed before the bench starts, as `settle` does.
-fresh_blockstore() {
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS blockstore" -c "CREATE DATABASE blockstore"
-  "$OURS" migrate --db "$PG/blockstore" >/dev/null
+# Each block measurement, the store bench's or ours, runs on a database of
+# its own, created right before it and dropped right after it: its inserts,
+# which its reads then read, are not added to those of the measurements
+# before (2.6 GB each), and each one writes its gigabytes into the memory
+# the one before freed. On this VM, memory the guest has not written lately
+# costs several times more to write (the balloon's free page reporting hands
+# freed memory back to the host at once): PostgreSQL's inserts of 64 KiB
+# blocks ran at 2,500–2,900/s into memory not recently used and at
+# 4,200–4,700/s right after a database had been dropped, for ours and the
+# store bench alike (BENCHMARKS.md, third session of 2026-11-23).
+fresh_db() { # name: dropped if there, created, migrated, flushed
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+  "$OURS" migrate --db "$PG/$1" >/dev/null
   psql -q "$PG/postgres" -c "CHECKPOINT"
   sync
 }
+drop_db() { psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"; }
 PG_STORE_INSERT=- PG_STORE_SELECT=-
 if [ "${BENCH_PGBENCH:-1}" = 1 ]; then
   note "blockstore bench: PgBlockStore, 64 KiB blocks ($CLIENTS clients, ${DURATION}s)"
-  fresh_blockstore
+  fresh_db blockstore
   store_json="$("$BLOCKSTORE_BENCH" "$PG/blockstore" "$CLIENTS" "$DURATION" 65536 7)"
+  drop_db blockstore
   PG_STORE_INSERT="$(field insert_per_s <<<"$store_json")"
   PG_STORE_SELECT="$(field select_per_s <<<"$store_json")"
 fi
@@ -165,8 +174,9 @@ bound() { # scenario → req/s, or -
     vlob_create | vlob_update) pgbench_tps "$WORK/insert.sql" ;;
     vlob_read) pgbench_tps "$WORK/select.sql" ;;
     block_create | block_read)
-      fresh_blockstore
+      fresh_db blockstore
       "$BLOCKSTORE_BENCH" "$PG/blockstore" "$CLIENTS" "$DURATION" 65536 7 >"$WORK/store-bound.json"
+      drop_db blockstore
       if [ "$1" = block_create ]; then field insert_per_s <"$WORK/store-bound.json"; else field select_per_s <"$WORK/store-bound.json"; fi
       ;;
     *) echo - ;;
@@ -189,7 +199,9 @@ start() { # name command... ; echoes "port pid"
   note "$name did not start:"; tail -20 "$WORK/$name.log" >&2; exit 1
 }
 COMMON=(--blockstore POSTGRESQL --administration-token "$TOKEN" --email-host MOCKED --email-sender no-reply@parsec.com)
-start_ours() { start "${2:-ours}-$1" "$OURS" run --db "$PG/ours" --log-level WARNING "${COMMON[@]}"; }
+# Ours runs the block scenarios on a database of its own (see fresh_db).
+ours_db() { case "$1" in block_*) echo ours_blocks ;; *) echo ours ;; esac; }
+start_ours() { start "${2:-ours}-$1" "$OURS" run --db "$PG/$(ours_db "$1")" --log-level WARNING "${COMMON[@]}"; }
 start_ref() { start "ref-$1" "$REF_VENV/bin/parsec" backend run --db "$PG/ref" --log-level WARNING "${COMMON[@]}"; }
 stop() { # pid (not our child: started in a subshell), waits up to 10 s for it to end
   kill "$1" 2>/dev/null || return 0
@@ -225,10 +237,13 @@ p=[x.get("latency_ms",{}).get("p99") for x in (a,b)]
 if None not in p: m["latency_ms"]["p99"]=max(p)
 print(json.dumps(m))' "$1" "$2"; }
 once() { # start_ours|start_ref scenario [log name prefix] → JSON, from a fresh process
-  local port pid
+  local port pid db
+  db="$(ours_db "$2")"
+  [ "$1" != start_ours ] || [ "$db" = ours ] || fresh_db "$db"
   read -r port pid < <("$@")
   run "$port" "$pid" "$2"
   stop "$pid"
+  [ "$1" != start_ours ] || [ "$db" = ours ] || drop_db "$db"
 }
 
 SAMPLES="$WORK/samples.md"
