@@ -138,13 +138,11 @@ fi
 # Each block measurement, the store bench's or ours, runs on a database of
 # its own, created right before it and dropped right after it: its inserts,
 # which its reads then read, are not added to those of the measurements
-# before (2.6 GB each), and each one writes its gigabytes into the memory
-# the one before freed. On this VM, memory the guest has not written lately
-# costs several times more to write (the balloon's free page reporting hands
-# freed memory back to the host at once): PostgreSQL's inserts of 64 KiB
-# blocks ran at 2,500–2,900/s into memory not recently used and at
-# 4,200–4,700/s right after a database had been dropped, for ours and the
-# store bench alike (BENCHMARKS.md, third session of 2026-11-23).
+# before (2.6 GB each), and each one starts where the one before has just
+# freed its gigabytes. On this VM that matters: without a database dropped
+# first, ours made 2,500–3,500 block_creates/s and the store bench
+# 3,200–3,500 inserts/s; right after one was dropped, 3,800–4,700 and
+# 5,200–5,700 (BENCHMARKS.md, third session of 2026-11-23).
 fresh_db() { # name: dropped if there, created, migrated, flushed
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
   "$OURS" migrate --db "$PG/$1" >/dev/null
